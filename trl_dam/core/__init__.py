@@ -1,0 +1,48 @@
+"""The mathematics of Discrete Adjoint Matching, in torch only (no transformers/TRL imports)."""
+
+from trl_dam.core.adjoint import (
+    analytic_log_adjoint,
+    effective_sample_size,
+    importance_log_weights,
+    importance_weighted_log_adjoint,
+    path_log_ratio,
+    self_normalized_weights,
+)
+from trl_dam.core.buffer import BufferItem, ReplayBuffer
+from trl_dam.core.guidance import posterior_mean_fill, svdd_decode
+from trl_dam.core.losses import dam_loss, generalized_kl
+from trl_dam.core.policy_gradient import diffu_grpo_loss, group_normalized_advantages, mean_field_token_log_probs
+from trl_dam.core.sampling import (
+    LogitsFn,
+    Trajectory,
+    jump_log_probs,
+    low_confidence_decode,
+    random_unmasking_order,
+    sample_ctmc,
+    token_log_probs,
+)
+
+__all__ = [
+    "BufferItem",
+    "LogitsFn",
+    "ReplayBuffer",
+    "Trajectory",
+    "analytic_log_adjoint",
+    "dam_loss",
+    "diffu_grpo_loss",
+    "effective_sample_size",
+    "generalized_kl",
+    "group_normalized_advantages",
+    "importance_log_weights",
+    "importance_weighted_log_adjoint",
+    "jump_log_probs",
+    "low_confidence_decode",
+    "mean_field_token_log_probs",
+    "path_log_ratio",
+    "posterior_mean_fill",
+    "random_unmasking_order",
+    "sample_ctmc",
+    "self_normalized_weights",
+    "svdd_decode",
+    "token_log_probs",
+]

@@ -1,0 +1,312 @@
+r"""Masked-diffusion samplers over a generic denoiser.
+
+A denoiser is any callable ``logits_fn(x) -> logits`` with ``x: LongTensor[batch, length]`` and
+``logits: FloatTensor[batch, length, vocab]``, where ``logits[b, i]`` scores the token at position ``i``
+(masked positions are the ones equal to ``mask_token_id``).
+
+Two samplers live here:
+
+* :func:`sample_ctmc` — the masked CTMC that the DAM mathematics assumes. Its jump chain unmasks the
+  masked positions in a uniformly random order; each jump from state ``x`` picks a masked position ``i``
+  with probability :math:`\pi(i|x)` (uniform) and a token with the denoiser's probability, so
+
+  .. math:: Q^\theta(y|x) = \pi(i|x)\, p_\theta(v \mid x, i), \qquad y = x[i \leftarrow v].
+
+  With ``tokens_per_step = k`` a step reveals a uniformly random subset of ``k`` masked positions whose
+  tokens are drawn independently from the same denoiser call. Because :math:`\pi` does not depend on the
+  model, every likelihood ratio between two models (policy / reference) along a sampled path is a ratio of
+  token probabilities, which is what the sampler records per step.
+* :func:`low_confidence_decode` — LLaDA's semi-autoregressive low-confidence remasking. It chooses positions
+  deterministically by confidence, so its paths have no tractable probability under the CTMC: **use it for
+  evaluation only**; importance weights computed from its log-probs are not exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+LogitsFn = Callable[[Tensor], Tensor]
+
+
+@dataclass
+class Trajectory:
+    r"""A sampled path of the masked CTMC.
+
+    Attributes:
+        initial (`LongTensor[batch, length]`): the starting state :math:`X_t` (partially masked).
+        final (`LongTensor[batch, length]`): the fully unmasked state :math:`X_1`.
+        positions (`LongTensor[batch, steps, tokens_per_step]`): positions revealed at each step (``-1`` pads
+            steps or slots a row did not need because it had fewer masked tokens).
+        tokens (`LongTensor[batch, steps, tokens_per_step]`): tokens written at ``positions`` (``-1`` pads).
+        step_mask (`BoolTensor[batch, steps]`): ``True`` where the step revealed at least one token.
+        logp_policy (`FloatTensor[batch, steps]`): :math:`\sum_{i \in \text{step}} \log p_\theta(v_i|x_s, i)` under
+            the *sampling* distribution (temperature included); 0 on padded steps.
+        logp_reference (`FloatTensor[batch, steps]` or `None`): the same sum under the reference denoiser (at
+            temperature 1) when one was given.
+    """
+
+    initial: Tensor
+    final: Tensor
+    positions: Tensor
+    tokens: Tensor
+    step_mask: Tensor
+    logp_policy: Tensor
+    logp_reference: Tensor | None = None
+
+    @property
+    def num_steps(self) -> int:
+        return self.positions.shape[1]
+
+    def state_before_step(self, step: int) -> Tensor:
+        r"""The state :math:`x_s` from which step ``step`` jumped (``step = 0`` gives :attr:`initial`)."""
+        state = self.initial.clone()
+        for s in range(step):
+            _write(state, self.positions[:, s], self.tokens[:, s])
+        return state
+
+
+def _write(state: Tensor, positions: Tensor, tokens: Tensor) -> None:
+    """In place: ``state[b, positions[b, j]] = tokens[b, j]`` for every slot with ``positions >= 0``."""
+    valid = positions >= 0
+    rows = torch.arange(state.shape[0], device=state.device).unsqueeze(1).expand_as(positions)
+    state[rows[valid], positions[valid]] = tokens[valid]
+
+
+def token_log_probs(logits: Tensor, mask_token_id: int | None = None, temperature: float = 1.0) -> Tensor:
+    r"""Log-softmax of ``logits / temperature`` with the mask token excluded from the support.
+
+    .. math:: \log p(v \mid x, i) = \frac{z_v}{\tau} - \log \sum_{v' \neq m} e^{z_{v'}/\tau}
+
+    A jump of the masked chain always writes a real token, so the mask id gets probability zero.
+
+    Args:
+        logits (`FloatTensor[..., vocab]`): denoiser scores.
+        mask_token_id (`int`, *optional*): id removed from the support.
+        temperature (`float`): softmax temperature :math:`\tau > 0`.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0 for a stochastic sampler, got {temperature}")
+    scores = logits.float() / temperature
+    if mask_token_id is not None and 0 <= mask_token_id < scores.shape[-1]:
+        scores = scores.clone()
+        scores[..., mask_token_id] = float("-inf")
+    return torch.log_softmax(scores, dim=-1)
+
+
+def random_unmasking_order(is_masked: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    r"""A uniformly random order of the masked positions of each row.
+
+    Returns ``order: LongTensor[batch, length]`` where ``order[b, :n_b]`` lists the ``n_b`` masked positions of
+    row ``b`` in the order they will be revealed and the rest is ``-1``. Revealing them ``k`` at a time gives
+    a uniformly random ``k``-subset per step, as in the CTMC with ``k`` tokens per step.
+    """
+    keys = torch.rand(is_masked.shape, generator=generator, device="cpu").to(is_masked.device)
+    keys = keys.masked_fill(~is_masked, float("inf"))
+    order = torch.argsort(keys, dim=1)
+    return order.masked_fill(
+        torch.arange(is_masked.shape[1], device=is_masked.device) >= is_masked.sum(1, keepdim=True), -1
+    )
+
+
+@torch.no_grad()
+def sample_ctmc(
+    logits_fn: LogitsFn,
+    x: Tensor,
+    mask_token_id: int,
+    *,
+    tokens_per_step: int = 1,
+    temperature: float = 1.0,
+    reference_logits_fn: LogitsFn | None = None,
+    generator: torch.Generator | None = None,
+    max_steps: int | None = None,
+) -> Trajectory:
+    r"""Run the masked CTMC jump chain from ``x`` until no mask is left (or for ``max_steps`` steps).
+
+    Each step ``s`` reveals the next ``k = tokens_per_step`` positions of a uniformly random order, drawing
+    every token independently from :math:`p_\theta(\cdot \mid x_s, i)` at temperature :math:`\tau`, and
+    records
+
+    .. math:: \ell^\theta_s = \sum_{i \in S_s} \log p_\theta(v_i \mid x_s, i), \qquad
+              \ell^{\mathrm{ref}}_s = \sum_{i \in S_s} \log p_{\mathrm{ref}}(v_i \mid x_s, i),
+
+    so that :math:`\log p^{\mathrm{ref}}(\text{path}) - \log p^\theta(\text{path}) = \sum_s (\ell^{\mathrm{ref}}_s -
+    \ell^\theta_s)` (the position choice cancels). Rows may carry different numbers of masks: steps a row does
+    not need are padded and flagged by ``step_mask``.
+
+    Args:
+        logits_fn: policy denoiser, ``x -> logits[batch, length, vocab]``.
+        x (`LongTensor[batch, length]`): starting state; positions equal to ``mask_token_id`` get filled.
+        mask_token_id (`int`): the mask id.
+        tokens_per_step (`int`): tokens revealed per denoiser call (1 = the exact CTMC jump chain).
+        temperature (`float`): sampling temperature of the policy (1.0 keeps importance weights exact).
+        reference_logits_fn: optional reference/base denoiser evaluated on the same states.
+        generator: torch random generator (CPU) for reproducibility.
+        max_steps (`int`, *optional*): stop after this many steps; ``final`` then still holds masks.
+    """
+    if tokens_per_step < 1:
+        raise ValueError(f"tokens_per_step must be >= 1, got {tokens_per_step}")
+    state = x.clone()
+    batch, length = state.shape
+    is_masked = state == mask_token_id
+    order = random_unmasking_order(is_masked, generator)
+    max_masked = int(is_masked.sum(1).max().item()) if batch else 0
+    num_steps = -(-max_masked // tokens_per_step)
+    if max_steps is not None:
+        num_steps = min(num_steps, max_steps)
+    needed = num_steps * tokens_per_step
+    if needed > length:
+        order = torch.cat([order, order.new_full((batch, needed - length), -1)], dim=1)
+    positions = order[:, :needed].reshape(batch, num_steps, tokens_per_step)
+    tokens = torch.full_like(positions, -1)
+    logp_policy = torch.zeros(batch, num_steps, device=x.device)
+    logp_reference = torch.zeros(batch, num_steps, device=x.device) if reference_logits_fn is not None else None
+    rows = torch.arange(batch, device=x.device).unsqueeze(1).expand(batch, tokens_per_step)
+    for s in range(num_steps):
+        pos = positions[:, s]
+        valid = pos >= 0
+        active = valid.any(1)
+        if not active.any():
+            continue
+        safe_pos = pos.clamp(min=0)
+        # Only the active rows need a denoiser call; slicing keeps padded rows out of the batch.
+        idx = active.nonzero(as_tuple=True)[0]
+        sub_rows = torch.arange(len(idx), device=x.device).unsqueeze(1)
+        # Gather the k revealed positions before the softmax: the full [batch, length, vocab] log-softmax is
+        # the largest tensor of a LLaDA-sized step and only k columns of it are used.
+        logp_at = token_log_probs(logits_fn(state[idx])[sub_rows, safe_pos[idx]], mask_token_id, temperature)
+        u = torch.rand(logp_at.shape[:2], generator=generator, device="cpu").to(x.device)
+        drawn = _inverse_cdf(logp_at, u)
+        chosen = torch.where(valid[idx], drawn, torch.full_like(drawn, -1))
+        tokens[idx, s] = chosen
+        picked = logp_at.gather(-1, drawn.unsqueeze(-1)).squeeze(-1)
+        logp_policy[idx, s] = (picked * valid[idx]).sum(1)
+        if reference_logits_fn is not None:
+            ref_at = token_log_probs(reference_logits_fn(state[idx])[sub_rows, safe_pos[idx]], mask_token_id)
+            ref_picked = ref_at.gather(-1, drawn.unsqueeze(-1)).squeeze(-1)
+            logp_reference[idx, s] = (ref_picked * valid[idx]).sum(1)
+        state[rows[valid], pos[valid]] = tokens[:, s][valid]
+    step_mask = (positions >= 0).any(-1)
+    return Trajectory(x.clone(), state, positions, tokens, step_mask, logp_policy, logp_reference)
+
+
+def _inverse_cdf(log_probs: Tensor, uniforms: Tensor) -> Tensor:
+    """Draw one category per row of ``log_probs[..., V]`` from ``uniforms[...]`` (reproducible on any device)."""
+    cdf = torch.cumsum(log_probs.exp(), dim=-1)
+    cdf = cdf / cdf[..., -1:]
+    drawn = torch.searchsorted(cdf, uniforms.unsqueeze(-1).to(cdf.dtype)).squeeze(-1)
+    # searchsorted may land on a zero-probability tail entry only when u == 1.0 exactly; move to the last
+    # category with positive mass in that case.
+    last_positive = (log_probs > float("-inf")).long().cumsum(-1).argmax(-1)
+    return torch.minimum(drawn, last_positive)
+
+
+def jump_log_probs(logits_fn: LogitsFn, x: Tensor, positions: Tensor, tokens: Tensor, mask_token_id: int) -> Tensor:
+    r"""Differentiable log-probability of one (multi-token) jump under a denoiser.
+
+    .. math:: \log Q^\theta(y \mid x) - \log \pi = \sum_{j} \log p_\theta(v_j \mid x, i_j)
+
+    Args:
+        logits_fn: denoiser (gradients flow through it).
+        x (`LongTensor[batch, length]`): states before the jump.
+        positions (`LongTensor[batch, k]`): revealed positions (``-1`` pads).
+        tokens (`LongTensor[batch, k]`): tokens written there.
+    Returns:
+        `FloatTensor[batch]`.
+    """
+    valid = positions >= 0
+    rows = torch.arange(x.shape[0], device=x.device).unsqueeze(1)
+    logp = token_log_probs(logits_fn(x)[rows, positions.clamp(min=0)], mask_token_id)
+    picked = logp.gather(-1, tokens.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return (picked * valid).sum(-1)
+
+
+@torch.no_grad()
+def low_confidence_decode(
+    logits_fn: LogitsFn,
+    x: Tensor,
+    mask_token_id: int,
+    *,
+    steps: int,
+    block_length: int,
+    completion_start: int | None = None,
+    temperature: float = 0.0,
+    remasking: str = "low_confidence",
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    r"""LLaDA-style semi-autoregressive decoding with low-confidence remasking (**evaluation only**).
+
+    The completion region ``x[:, completion_start:]`` is cut into blocks of ``block_length`` positions, decoded
+    left to right; each block gets ``steps / num_blocks`` denoiser calls and each call commits the masked
+    positions of the current block with the highest confidence :math:`\max_v p(v|x, i)` (``remasking=
+    "low_confidence"``) or uniformly random ones (``"random"``), spreading the block's masks evenly over its
+    calls. ``temperature = 0`` takes the argmax token; otherwise tokens are drawn from
+    :math:`\mathrm{softmax}(z/\tau)` with the Gumbel-max trick.
+
+    The position choice is a deterministic function of the model's confidences, so paths from this decoder have
+    no probability under the CTMC; do not compute importance weights from it.
+
+    Args:
+        x (`LongTensor[batch, length]`): prompt followed by a masked completion.
+        steps (`int`): total denoiser calls; must be a multiple of the number of blocks.
+        block_length (`int`): block size; must divide the completion length.
+        completion_start (`int`, *optional*): first completion column; defaults to the first column that holds
+            a mask in any row.
+    Returns:
+        `LongTensor[batch, length]`: the decoded sequences.
+    """
+    if remasking not in ("low_confidence", "random"):
+        raise ValueError(f"remasking must be 'low_confidence' or 'random', got {remasking!r}")
+    state = x.clone()
+    if completion_start is None:
+        masked_cols = (state == mask_token_id).any(0).nonzero()
+        if len(masked_cols) == 0:
+            return state
+        completion_start = int(masked_cols[0].item())
+    gen_length = state.shape[1] - completion_start
+    if gen_length % block_length != 0:
+        raise ValueError(f"completion length {gen_length} is not a multiple of block_length {block_length}")
+    num_blocks = gen_length // block_length
+    if steps % num_blocks != 0:
+        raise ValueError(f"steps={steps} must be a multiple of the number of blocks ({num_blocks})")
+    steps_per_block = steps // num_blocks
+    for block in range(num_blocks):
+        lo = completion_start + block * block_length
+        hi = lo + block_length
+        in_block = torch.zeros_like(state, dtype=torch.bool)
+        in_block[:, lo:hi] = True
+        quota = _tokens_per_call((state[:, lo:hi] == mask_token_id).sum(1), steps_per_block)
+        for call in range(steps_per_block):
+            masked = (state == mask_token_id) & in_block
+            if not masked.any():
+                break
+            logits = logits_fn(state).float()
+            if mask_token_id < logits.shape[-1]:
+                logits[..., mask_token_id] = float("-inf")
+            if temperature > 0:
+                gumbel = -torch.log(-torch.log(torch.rand(logits.shape, generator=generator).clamp_min(1e-20)))
+                candidate = (logits / temperature + gumbel.to(logits.device)).argmax(-1)
+            else:
+                candidate = logits.argmax(-1)
+            if remasking == "low_confidence":
+                confidence = torch.softmax(logits, -1).gather(-1, candidate.unsqueeze(-1)).squeeze(-1)
+            else:
+                confidence = torch.rand(state.shape, generator=generator).to(state.device)
+            confidence = confidence.masked_fill(~masked, float("-inf"))
+            for b in range(state.shape[0]):
+                n = int(quota[b, call].item())
+                if n == 0:
+                    continue
+                chosen = torch.topk(confidence[b], n).indices
+                state[b, chosen] = candidate[b, chosen]
+    return state
+
+
+def _tokens_per_call(num_masked: Tensor, calls: int) -> Tensor:
+    """Split each row's ``num_masked`` tokens as evenly as possible over ``calls`` calls (remainder first)."""
+    base = num_masked.unsqueeze(1) // calls
+    remainder = num_masked.unsqueeze(1) % calls
+    return base + (torch.arange(calls, device=num_masked.device) < remainder).long()
