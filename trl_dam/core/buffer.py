@@ -46,8 +46,13 @@ class ReplayBuffer:
         self, prompt_ids: Tensor, completion_ids: Tensor, rewards: Tensor, step: int, extra: dict | None = None
     ) -> None:
         """Append one sample, evicting the oldest once full."""
+        # clone(): the buffer must own its rows, not alias (and keep alive) the caller's whole batch.
         item = BufferItem(
-            prompt_ids.detach().cpu(), completion_ids.detach().cpu(), rewards.detach().cpu().float(), step, extra or {}
+            prompt_ids.detach().cpu().clone(),
+            completion_ids.detach().cpu().clone(),
+            rewards.detach().cpu().float().clone(),
+            step,
+            dict(extra or {}),
         )
         self.items.append(item)
         self.num_added += 1

@@ -1,0 +1,201 @@
+"""Value tests of the importance-weighted and analytic adjoints against the exact h-transform of a toy chain."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from trl_dam.core import (
+    analytic_log_adjoint,
+    effective_sample_size,
+    importance_log_weights,
+    importance_weighted_log_adjoint,
+    path_log_ratio,
+    sample_ctmc,
+    self_normalized_weights,
+)
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+LENGTH = 3
+VOCAB = 4
+MASK = 3
+REAL = [0, 1, 2]
+BETA = 0.5
+
+
+@pytest.fixture(scope="module")
+def chain(toy):
+    """Base and (different) policy denoisers, a reward table, exact h on every state and the exact Q*, Q_base and
+    Q_u over the 9 first jumps (position i, token v) from the all-masked state."""
+    base = toy.TableDenoiser(LENGTH, VOCAB, seed=21, scale=1.0)
+    policy = toy.TableDenoiser(LENGTH, VOCAB, seed=22, scale=0.6, base=base)
+    reward = torch.rand(VOCAB**LENGTH, generator=torch.Generator().manual_seed(23), dtype=torch.float64)
+
+    def h(state):
+        return float(toy.exact_final_distribution(base, state, MASK, VOCAB) @ torch.exp(reward / BETA))
+
+    x = [MASK] * LENGTH
+    h_x = h(x)
+    p_base = toy.token_probs(base(torch.tensor([x]))[0], MASK)
+    p_pol = toy.token_probs(policy(torch.tensor([x]))[0], MASK)
+    jumps = [(i, v) for i in range(LENGTH) for v in REAL]
+    h_y = torch.tensor([h([v if j == i else MASK for j in range(LENGTH)]) for i, v in jumps], dtype=torch.float64)
+    q_base = torch.tensor([p_base[i, v] / LENGTH for i, v in jumps], dtype=torch.float64)
+    q_pol = torch.tensor([p_pol[i, v] / LENGTH for i, v in jumps], dtype=torch.float64)
+    q_star = q_base * h_y / h_x
+    return dict(
+        base=base, policy=policy, reward=reward, x=x, h_x=h_x, h_y=h_y, q_base=q_base, q_pol=q_pol, q_star=q_star
+    )
+
+
+def _rollouts(toy, chain, num, seed, start=None):
+    start = torch.tensor(chain["x"] if start is None else start).repeat(num, 1)
+    gen = torch.Generator().manual_seed(seed)
+    traj = sample_ctmc(chain["policy"], start, MASK, reference_logits_fn=chain["base"], generator=gen)
+    rewards = chain["reward"][toy.encode(traj.final, VOCAB)]
+    return traj, rewards
+
+
+def test_exact_h_transform_is_a_distribution(chain):
+    """Sanity of the exact quantities: Q* sums to 1 (h(x) = sum_y Q_base(y) h(y)) and differs from Q_base."""
+    assert abs(float(chain["q_star"].sum()) - 1) < 1e-12
+    assert abs(float(chain["q_base"].sum()) - 1) < 1e-12
+    assert (chain["q_star"] - chain["q_base"]).abs().max() > 0.02
+
+
+def test_importance_weights_recover_the_h_transform(toy, chain):
+    """(c) E_u[(1/K) sum_k W_k 1{Y_k = y}] -> Q_base(y|x) h(y)/h(x) = Q*(y|x) (self-normalised IS is consistent),
+    and E[a_hat | Y = y] -> h(y)/h(x)."""
+    groups, k = 200, 256
+    traj, rewards = _rollouts(toy, chain, groups * k, seed=0)
+    log_ratio = path_log_ratio(traj.logp_reference, traj.logp_policy, traj.step_mask).double()
+    log_w = importance_log_weights(log_ratio, rewards, BETA).view(groups, k)
+    weights = self_normalized_weights(log_w)
+    assert torch.allclose(weights.mean(1), torch.ones(groups, dtype=torch.float64))
+    assert (weights >= 0).all() and (weights <= k).all()
+
+    first_jump = (traj.positions[:, 0, 0] * len(REAL) + traj.tokens[:, 0, 0]).view(groups, k)
+    onehot = torch.nn.functional.one_hot(first_jump, len(REAL) * LENGTH).double()  # [G, K, 9]
+    per_group = (weights.unsqueeze(-1) * onehot).mean(1)  # [G, 9]
+    estimate = per_group.mean(0)
+    std_err = per_group.std(0) / math.sqrt(groups)
+    q_star, q_pol = chain["q_star"], chain["q_pol"]
+    # Tolerance: 5 standard errors of the group mean plus 0.005 for the O(1/K) bias of self-normalisation.
+    assert ((estimate - q_star).abs() < 5 * std_err + 0.005).all(), (estimate, q_star, std_err)
+    assert (estimate - q_star).abs().max() < 0.02
+    # Power: the unweighted first-jump frequencies (the policy Q_u) are clearly not Q*.
+    frequency = onehot.mean((0, 1))
+    assert (frequency - q_pol).abs().max() < 0.01
+    assert (q_pol - q_star).abs().max() > 0.04
+
+    # The adjoint of eq. 13 times the first-jump ratio is exactly W_k.
+    first_ratio = (traj.logp_reference[:, 0] - traj.logp_policy[:, 0]).double().view(groups, k)
+    after_first = path_log_ratio(traj.logp_reference, traj.logp_policy, traj.step_mask, first_step=1)
+    log_adjoint = importance_weighted_log_adjoint(
+        after_first.double().view(groups, k), log_w, rewards.view(groups, k), BETA
+    )
+    # (float32 per-step log-probs: relative agreement to float32 precision.)
+    torch.testing.assert_close(torch.exp(first_ratio + log_adjoint), weights, rtol=1e-5, atol=1e-9)
+
+    # E[a_hat(Y) | Y = y] -> h(y)/h(x).
+    adjoint = log_adjoint.exp().flatten()
+    flat = first_jump.flatten()
+    target = chain["h_y"] / chain["h_x"]
+    for y in range(len(REAL) * LENGTH):
+        values = adjoint[flat == y]
+        err = abs(float(values.mean()) - float(target[y]))
+        assert err < 5 * float(values.std()) / math.sqrt(len(values)) + 0.01 * float(target[y]), (y, err)
+
+
+def test_single_rollout_weight_is_one(toy, chain):
+    """With K = 1 the self-normalised weight is identically 1: the estimator degenerates to policy frequencies."""
+    traj, rewards = _rollouts(toy, chain, 16, seed=1)
+    log_w = importance_log_weights(path_log_ratio(traj.logp_reference, traj.logp_policy), rewards, BETA)
+    assert torch.equal(self_normalized_weights(log_w.view(16, 1)), torch.ones(16, 1, dtype=log_w.dtype))
+
+
+def test_importance_log_weights_value_and_beta_check():
+    lr = torch.tensor([0.3, -1.0])
+    torch.testing.assert_close(importance_log_weights(lr, torch.tensor([1.0, 2.0]), 0.5), torch.tensor([2.3, 3.0]))
+    with pytest.raises(ValueError):
+        importance_log_weights(lr, lr, 0.0)
+
+
+def test_importance_weights_are_unbiased_for_h(toy, chain):
+    """exp(l_k) = rho_k e^{r_k/beta} is an unbiased estimate of h(x) under the policy; also from a partial state."""
+    for start, seed in ((None, 2), ([MASK, 1, MASK], 3)):
+        num = 20_000
+        traj, rewards = _rollouts(toy, chain, num, seed=seed, start=start)
+        log_ratio = path_log_ratio(traj.logp_reference, traj.logp_policy, traj.step_mask).double()
+        w = importance_log_weights(log_ratio, rewards, BETA).exp()
+        state = chain["x"] if start is None else start
+        exact = float(
+            toy.exact_final_distribution(chain["base"], state, MASK, VOCAB) @ torch.exp(chain["reward"] / BETA)
+        )
+        assert abs(float(w.mean()) - exact) < 5 * float(w.std()) / math.sqrt(num)
+        # Power: the plain policy average of e^{r/beta} is a different number.
+        plain = torch.exp(rewards.double() / BETA)
+        assert abs(float(plain.mean()) - exact) > 5 * float(plain.std()) / math.sqrt(num)
+
+
+def test_analytic_adjoint_unbiased_under_p_star_and_biased_under_base(toy, chain):
+    """Prop. 2.3: E[a~(y; X1)] = h(y) E[e^{-r(X1)/beta}] equals h(y)/h(x) iff X1 ~ p*(.|x); with X1 from the base
+    it is larger (Jensen). Checked for base rollouts Z and for reweighted policy rollouts."""
+    num = 40_000
+    gen = torch.Generator().manual_seed(4)
+    i, v = 0, 1
+    y_index = i * len(REAL) + v
+    y = [v if j == i else MASK for j in range(LENGTH)]
+    target = float(chain["h_y"][y_index] / chain["h_x"])
+
+    p_base_x = toy.exact_final_distribution(chain["base"], chain["x"], MASK, VOCAB)
+    p_star_x = p_base_x * torch.exp(chain["reward"] / BETA) / chain["h_x"]
+    biased = float(chain["h_y"][y_index] * (p_base_x @ torch.exp(-chain["reward"] / BETA)))
+    assert biased > target * 1.02
+
+    z_base = sample_ctmc(chain["base"], torch.tensor([y]).repeat(num, 1), MASK, generator=gen)
+    r_z = chain["reward"][toy.encode(z_base.final, VOCAB)]
+    z_pol = sample_ctmc(
+        chain["policy"], torch.tensor([y]).repeat(num, 1), MASK, reference_logits_fn=chain["base"], generator=gen
+    )
+    r_zp = chain["reward"][toy.encode(z_pol.final, VOCAB)]
+    rho = path_log_ratio(z_pol.logp_reference, z_pol.logp_policy, z_pol.step_mask).double()
+
+    for law, expected, far in ((p_star_x, target, biased), (p_base_x, biased, target)):
+        x1_code = torch.multinomial(law, num, replacement=True, generator=gen)
+        r_x1 = chain["reward"][x1_code]
+        for adjoint in (
+            analytic_log_adjoint(r_z, r_x1, BETA).exp(),
+            analytic_log_adjoint(r_zp, r_x1, BETA, log_ratio_after_first_jump=rho).exp(),
+        ):
+            se = float(adjoint.std()) / math.sqrt(num)
+            assert abs(float(adjoint.mean()) - expected) < 5 * se, (float(adjoint.mean()), expected, se)
+            assert abs(float(adjoint.mean()) - far) > 5 * se
+
+
+def test_analytic_log_adjoint_value():
+    out = analytic_log_adjoint(torch.tensor([1.0, 0.0]), torch.tensor([0.5, 0.5]), 0.5, torch.tensor([0.1, -0.2]))
+    torch.testing.assert_close(out, torch.tensor([1.0 + 0.1, -1.0 - 0.2]))
+
+
+def test_effective_sample_size():
+    """(e) K for equal weights, ~1 for one dominant weight, (sum w)^2 / sum w^2 in general."""
+    k = 7
+    torch.testing.assert_close(
+        effective_sample_size(torch.full((k,), -3.2, dtype=torch.float64)), torch.tensor(7.0).double()
+    )
+    dominant = torch.tensor([0.0] + [-60.0] * (k - 1), dtype=torch.float64)
+    assert abs(float(effective_sample_size(dominant)) - 1) < 1e-12
+    # Large log-weights must not overflow (log-space computation); float32 cancellation in 2 LSE(l) - LSE(2 l)
+    # costs a few 1e-5 of relative precision at |l| ~ 1e3, irrelevant for a diagnostic.
+    torch.testing.assert_close(
+        effective_sample_size(torch.full((2, k), 900.0)), torch.full((2,), 7.0), rtol=1e-4, atol=0
+    )
+    log_w = torch.randn(5, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 2
+    w = log_w.exp()
+    torch.testing.assert_close(effective_sample_size(log_w), w.sum(1) ** 2 / (w**2).sum(1))
+    torch.testing.assert_close(effective_sample_size(log_w.T, dim=0), w.sum(1) ** 2 / (w**2).sum(1))
+    torch.testing.assert_close(self_normalized_weights(log_w), 16 * w / w.sum(1, keepdim=True))

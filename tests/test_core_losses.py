@@ -1,0 +1,157 @@
+"""The DAM losses: exact expected loss over all first jumps of a toy state, its fixed point, and gKL by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from trl_dam.core import dam_loss, generalized_kl
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+LENGTH = 3
+VOCAB = 4
+MASK = 3
+REAL = [0, 1, 2]
+BETA = 0.5
+
+
+@pytest.fixture(scope="module")
+def jump_laws(toy):
+    """Exact Q_base, Q* = Q_base h(y)/h(x) and a third sampler law Q^ubar over the 9 moves from the all-masked state."""
+    base = toy.TableDenoiser(LENGTH, VOCAB, seed=31, scale=1.0)
+    sampler = toy.TableDenoiser(LENGTH, VOCAB, seed=32, scale=1.0)
+    reward = torch.randn(VOCAB**LENGTH, generator=torch.Generator().manual_seed(33), dtype=torch.float64)
+    exp_r = torch.exp(reward / BETA)
+    x = [MASK] * LENGTH
+    h_x = float(toy.exact_final_distribution(base, x, MASK, VOCAB) @ exp_r)
+    p_base = toy.token_probs(base(torch.tensor([x]))[0], MASK)
+    p_samp = toy.token_probs(sampler(torch.tensor([x]))[0], MASK)
+    jumps = [(i, v) for i in range(LENGTH) for v in REAL]
+    h_y = torch.tensor(
+        [
+            float(
+                toy.exact_final_distribution(base, [v if j == i else MASK for j in range(LENGTH)], MASK, VOCAB) @ exp_r
+            )
+            for i, v in jumps
+        ],
+        dtype=torch.float64,
+    )
+    q_base = torch.stack([p_base[i, v] for i, v in jumps]) / LENGTH
+    q_bar = torch.stack([p_samp[i, v] for i, v in jumps]) / LENGTH
+    return q_base, q_base * h_y / h_x, q_bar
+
+
+def _expected_loss(theta, q_bar, q_star, loss_type):
+    """sum_y Q^ubar(y) dam_loss(a = log Q_theta(y), b = log Q^ubar(y), W = Q*(y) / Q^ubar(y))."""
+    a = torch.log_softmax(theta, -1)
+    b = q_bar.log()
+    return (q_bar * dam_loss(a, b, q_star / q_bar, loss_type)).sum()
+
+
+@pytest.mark.parametrize("loss_type", ["gkl", "l2"])
+def test_expected_loss_gradient_vanishes_at_the_h_transform(jump_laws, loss_type):
+    """(d) The exact expected DAM loss is stationary at Q_theta = Q* and not at Q_theta = Q_base."""
+    q_base, q_star, q_bar = jump_laws
+    assert abs(float(q_star.sum()) - 1) < 1e-12
+    assert float((q_star - q_base).abs().max()) > 0.05
+
+    def grad_at(q):
+        theta = q.log().clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(_expected_loss(theta, q_bar, q_star, loss_type), theta)
+        return grad
+
+    assert float(grad_at(q_star).norm()) < 1e-6
+    g_base = grad_at(q_base)
+    assert float(g_base.norm()) > 1e-2
+    # Closed forms of the expected-loss gradient w.r.t. softmax logits (sum_y Q*(y) = 1):
+    #   gKL: sum_y [Q - w log Q] -> Q_j - w_j;   l2: sum_y (Q - w)^2 -> 2 Q_j [(Q_j - w_j) - sum_y Q_y (Q_y - w_y)].
+    if loss_type == "gkl":
+        expected = q_base - q_star
+    else:
+        diff = q_base - q_star
+        expected = 2 * q_base * (diff - (q_base * diff).sum())
+    torch.testing.assert_close(g_base, expected, rtol=1e-9, atol=1e-12)
+
+    # Minimising the expected loss from Q_base lands on Q*.
+    theta = q_base.log().clone().requires_grad_(True)
+    opt = torch.optim.LBFGS(
+        [theta], lr=1.0, max_iter=200, tolerance_grad=1e-12, tolerance_change=1e-15, line_search_fn="strong_wolfe"
+    )
+
+    def closure():
+        opt.zero_grad()
+        loss = _expected_loss(theta, q_bar, q_star, loss_type)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    assert float((torch.softmax(theta.detach(), -1) - q_star).abs().max()) < 1e-4
+
+
+def test_expected_gkl_loss_is_the_generalized_kl(jump_laws):
+    """E_{Y~Q^ubar}[dam_loss] = D_gKL(Q_theta, Q*) for any theta (the 1/Q^ubar debiasing is exact)."""
+    q_base, q_star, q_bar = jump_laws
+    theta = torch.randn(q_base.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    expected = generalized_kl(torch.log_softmax(theta, -1), q_star.log())
+    torch.testing.assert_close(_expected_loss(theta, q_bar, q_star, "gkl"), expected, rtol=1e-12, atol=1e-14)
+    l2 = ((torch.softmax(theta, -1) - q_star) ** 2).sum()
+    torch.testing.assert_close(_expected_loss(theta, q_bar, q_star, "l2"), l2, rtol=1e-12, atol=1e-14)
+
+
+def test_dam_loss_values_and_gradient_by_hand():
+    a = torch.tensor([-1.0, -2.0, -0.5, -3.0], dtype=torch.float64, requires_grad=True)
+    b = torch.tensor([-1.0, -1.5, -0.7, -2.0], dtype=torch.float64)
+    w = torch.tensor([1.0, 2.5, 0.3, 0.0], dtype=torch.float64)
+    gkl = dam_loss(a, b, w)
+    by_hand = [
+        math.exp(0.0) - 1.0 + 1.0 * (0.0 - 1.0 + 1.0),
+        math.exp(-0.5) - 2.5 + 2.5 * (math.log(2.5) - 1.5 + 2.0),
+        math.exp(0.2) - 0.3 + 0.3 * (math.log(0.3) - 0.7 + 0.5),
+        math.exp(-1.0),  # W = 0: 0 log 0 = 0
+    ]
+    torch.testing.assert_close(gkl.detach(), torch.tensor(by_hand, dtype=torch.float64))
+    (grad,) = torch.autograd.grad(gkl.sum(), a)
+    # d/da = e^{a-b} - W, finite for W = 0; at a = b it is 1 - W.
+    torch.testing.assert_close(grad, torch.exp(a.detach() - b) - w)
+    assert grad[0] == 0.0
+    l2 = dam_loss(a, b, w, "l2")
+    torch.testing.assert_close(l2.detach(), b.exp() * (torch.exp(a.detach() - b) - w) ** 2)
+    # Non-negative, zero exactly at Q_theta = w = W Q^ubar.
+    assert (gkl >= 0).all() and (l2 >= 0).all()
+    assert float(dam_loss(b + torch.log(torch.tensor(2.5)), b, torch.full_like(b, 2.5)).abs().max()) < 1e-12
+    # Sampler log-prob and weights are constants.
+    b2 = b.clone().requires_grad_(True)
+    w2 = w.clone().requires_grad_(True)
+    dam_loss(a, b2, w2).sum().backward()
+    assert b2.grad is None and w2.grad is None
+    with pytest.raises(ValueError):
+        dam_loss(a, b, w, "kl")
+
+
+def test_generalized_kl_by_hand():
+    u = torch.tensor([0.2, 1.5, 0.7, 0.4], dtype=torch.float64)
+    w = torch.tensor([0.5, 1.0, 0.7, 0.0], dtype=torch.float64)
+    by_hand = (0.2 - 0.5 + 0.5 * math.log(0.5 / 0.2)) + (1.5 - 1.0 + 1.0 * math.log(1.0 / 1.5)) + 0.0 + 0.4
+    torch.testing.assert_close(generalized_kl(u.log(), w.log()), torch.tensor(by_hand, dtype=torch.float64))
+    valid = torch.tensor([True, True, False, False])
+    partial = (0.2 - 0.5 + 0.5 * math.log(0.5 / 0.2)) + (1.5 - 1.0 + 1.0 * math.log(1.0 / 1.5))
+    torch.testing.assert_close(generalized_kl(u.log(), w.log(), valid), torch.tensor(partial, dtype=torch.float64))
+
+    gen = torch.Generator().manual_seed(0)
+    log_u = torch.randn(200, 6, generator=gen, dtype=torch.float64)
+    log_w = torch.randn(200, 6, generator=gen, dtype=torch.float64)
+    assert (generalized_kl(log_u, log_w) > 0).all()
+    assert float(generalized_kl(log_w, log_w).abs().max()) == 0.0
+    # Unnormalised rates: equal up to a scale is not equal.
+    assert (generalized_kl(log_w + 0.1, log_w) > 0).all()
+
+    # Gradient w.r.t. u (through log u) is u - w: zero at u = w.
+    log_u = log_w.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(generalized_kl(log_u, log_w).sum(), log_u)
+    assert float(grad.abs().max()) < 1e-12
+    log_u = torch.randn(200, 6, generator=gen, dtype=torch.float64).requires_grad_(True)
+    (grad,) = torch.autograd.grad(generalized_kl(log_u, log_w).sum(), log_u)
+    torch.testing.assert_close(grad, log_u.detach().exp() - log_w.exp())

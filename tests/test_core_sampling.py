@@ -1,0 +1,270 @@
+"""Value tests of the masked-CTMC sampler, the path log-ratio and the decoders against brute-force enumeration."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from trl_dam.core import (
+    jump_log_probs,
+    low_confidence_decode,
+    path_log_ratio,
+    random_unmasking_order,
+    sample_ctmc,
+    token_log_probs,
+)
+from trl_dam.core.sampling import _inverse_cdf
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+LENGTH = 4
+NUM_REAL = 3
+VOCAB = NUM_REAL + 1
+
+
+def _tv(p: torch.Tensor, q: torch.Tensor) -> float:
+    return 0.5 * float((p - q).abs().sum())
+
+
+# (tokens_per_step, temperature, mask_id, start state or None for all-masked)
+SAMPLER_CASES = [
+    (1, 1.0, 3, None),
+    (2, 1.0, 3, None),
+    (1, 1.0, 1, [2, 1, 1, 1]),
+    (2, 1.0, 1, [1, 1, 3, 1]),
+    (1, 0.6, 3, None),
+    (2, 1.7, 0, [0, 2, 0, 0]),
+]
+
+
+@pytest.mark.parametrize("tokens_per_step,temperature,mask_id,start", SAMPLER_CASES)
+def test_sample_ctmc_matches_exact_marginal(toy, tokens_per_step, temperature, mask_id, start):
+    """(a) The law of X1 from `sample_ctmc` is the exact marginal of the random-order jump chain."""
+    model = toy.TableDenoiser(LENGTH, VOCAB, seed=11)
+    start = [mask_id] * LENGTH if start is None else start
+    exact = toy.exact_final_distribution(model, start, mask_id, VOCAB, tokens_per_step, temperature)
+    assert abs(float(exact.sum()) - 1) < 1e-12
+
+    num = 60_000
+    x = torch.tensor(start).repeat(num, 1)
+    gen = torch.Generator().manual_seed(1234)
+    traj = sample_ctmc(model, x, mask_id, tokens_per_step=tokens_per_step, temperature=temperature, generator=gen)
+
+    assert not (traj.final == mask_id).any()
+    kept = x != mask_id
+    assert torch.equal(traj.final[kept], x[kept])
+    num_masked = int((x[0] == mask_id).sum())
+    assert traj.num_steps == math.ceil(num_masked / tokens_per_step)
+
+    bound = toy.tv_bound(exact, num)
+    tv = _tv(toy.empirical_distribution(traj.final, VOCAB), exact)
+    assert tv < bound, (tv, bound)
+
+    # Power: a sampler with the wrong (left-to-right) order or the wrong temperature would fail the same bound.
+    wrong_order = toy.exact_final_distribution(model, start, mask_id, VOCAB, tokens_per_step, temperature, "left")
+    assert _tv(wrong_order, exact) > 3 * bound
+    if temperature != 1.0:
+        untempered = toy.exact_final_distribution(model, start, mask_id, VOCAB, tokens_per_step, 1.0)
+        assert _tv(untempered, exact) > 3 * bound
+    if tokens_per_step > 1:
+        one_by_one = toy.exact_final_distribution(model, start, mask_id, VOCAB, 1, temperature)
+        assert _tv(one_by_one, exact) > 3 * bound
+
+
+def test_random_unmasking_order_is_uniform():
+    """Every permutation of the masked positions is equally likely; unmasked positions never appear."""
+    num = 48_000
+    is_masked = torch.tensor([True, False, True, True, True]).repeat(num, 1)
+    order = random_unmasking_order(is_masked, torch.Generator().manual_seed(0))
+    assert (order[:, 4] == -1).all()
+    assert not (order[:, :4] == 1).any()
+    assert torch.equal(order[:, :4].sort(1).values, torch.tensor([0, 2, 3, 4]).repeat(num, 1))
+    _, counts = torch.unique(order[:, :4], dim=0, return_counts=True)
+    assert len(counts) == 24
+    freq = counts.double() / num
+    assert (freq - 1 / 24).abs().max() < 5 * math.sqrt((1 / 24) * (23 / 24) / num)
+
+
+def _hand_step_log_probs(model, traj, temperature, mask_id):
+    """Per-step sum of log p(v | x_s, i) over the revealed slots, recomputed in float64 from the table."""
+    batch, steps, _ = traj.positions.shape
+    out = torch.zeros(batch, steps, dtype=torch.float64)
+    for s in range(steps):
+        state = traj.state_before_step(s)
+        for b in range(batch):
+            z = model(state[b : b + 1])[0].double() / temperature
+            z[:, mask_id] = -math.inf
+            logp = torch.log_softmax(z, -1)
+            for pos, tok in zip(traj.positions[b, s].tolist(), traj.tokens[b, s].tolist()):
+                if pos >= 0:
+                    assert state[b, pos] == mask_id and tok != mask_id
+                    out[b, s] += logp[pos, tok]
+    return out
+
+
+@pytest.mark.parametrize("tokens_per_step,temperature", [(1, 1.0), (2, 1.0), (1, 0.7), (3, 1.3)])
+def test_path_log_ratio_matches_hand_computation(toy, tokens_per_step, temperature):
+    """(b) The recorded per-step log-probs and `path_log_ratio` equal log p_base(path) - log p_u(path) by hand."""
+    mask_id = 3
+    policy = toy.TableDenoiser(LENGTH, VOCAB, seed=1)
+    base = toy.TableDenoiser(LENGTH, VOCAB, seed=2)
+    x = torch.tensor([[3, 3, 3, 3], [0, 3, 3, 3], [3, 1, 2, 3], [2, 1, 0, 3], [1, 1, 1, 1], [3, 3, 3, 3]])
+    x = x.repeat(2, 1)
+    gen = torch.Generator().manual_seed(5)
+    traj = sample_ctmc(
+        policy,
+        x,
+        mask_id,
+        tokens_per_step=tokens_per_step,
+        temperature=temperature,
+        reference_logits_fn=base,
+        generator=gen,
+    )
+    # Structure: every masked position revealed exactly once, padding is -1 in both tensors.
+    for b in range(x.shape[0]):
+        revealed = traj.positions[b][traj.positions[b] >= 0]
+        assert sorted(revealed.tolist()) == (x[b] == mask_id).nonzero().flatten().tolist()
+    assert torch.equal(traj.positions < 0, traj.tokens < 0)
+    assert torch.equal(traj.step_mask, (traj.positions >= 0).any(-1))
+    assert torch.equal(traj.state_before_step(traj.num_steps), traj.final)
+
+    hand_policy = _hand_step_log_probs(policy, traj, temperature, mask_id)
+    hand_base = _hand_step_log_probs(base, traj, 1.0, mask_id)
+    torch.testing.assert_close(traj.logp_policy.double(), hand_policy, atol=1e-5, rtol=0)
+    torch.testing.assert_close(traj.logp_reference.double(), hand_base, atol=1e-5, rtol=0)
+
+    ratio = path_log_ratio(traj.logp_reference, traj.logp_policy, traj.step_mask)
+    torch.testing.assert_close(ratio.double(), (hand_base - hand_policy).sum(1), atol=1e-5, rtol=0)
+    after_first = path_log_ratio(traj.logp_reference, traj.logp_policy, traj.step_mask, first_step=1)
+    torch.testing.assert_close(after_first.double(), (hand_base - hand_policy)[:, 1:].sum(1), atol=1e-5, rtol=0)
+    # A row without masks has an empty path: ratio exactly 0.
+    assert (ratio[4::6] == 0).all() and len(ratio[4::6]) == 2
+
+
+def test_path_log_ratio_masks_padded_steps():
+    ref = torch.tensor([[-1.0, -2.0, 5.0], [-0.5, 7.0, 9.0]])
+    pol = torch.tensor([[-1.5, -1.0, -3.0], [-0.25, 0.0, 1.0]])
+    mask = torch.tensor([[True, True, False], [True, False, False]])
+    torch.testing.assert_close(path_log_ratio(ref, pol, mask), torch.tensor([0.5 - 1.0, -0.25]))
+    torch.testing.assert_close(path_log_ratio(ref, pol, mask, first_step=1), torch.tensor([-1.0, 0.0]))
+    torch.testing.assert_close(path_log_ratio(ref, pol), torch.tensor([0.5 - 1.0 + 8.0, -0.25 + 7.0 + 8.0]))
+
+
+def test_token_log_probs_excludes_mask_and_tempers():
+    logits = torch.tensor([[0.3, -1.2, 2.0, 0.7]])
+    out = token_log_probs(logits, mask_token_id=2, temperature=0.5)
+    z = torch.tensor([0.3, -1.2, 0.7]) / 0.5
+    expected = z - torch.logsumexp(z, 0)
+    torch.testing.assert_close(out[0, [0, 1, 3]], expected)
+    assert out[0, 2] == -math.inf
+    with pytest.raises(ValueError):
+        token_log_probs(logits, 2, temperature=0.0)
+
+
+def test_inverse_cdf_never_draws_a_zero_probability_category():
+    """A uniform of exactly 0 (which `torch.rand` can return) must not select a leading zero-mass category, e.g.
+    the mask token when ``mask_token_id == 0``; boundaries of the CDF go to the next category with mass."""
+    log_probs = torch.log(torch.tensor([[0.0, 0.5, 0.0, 0.5], [0.0, 0.0, 1.0, 0.0], [0.25, 0.25, 0.25, 0.25]]))
+    drawn = _inverse_cdf(log_probs, torch.zeros(3))
+    assert drawn.tolist() == [1, 2, 0]
+    drawn = _inverse_cdf(log_probs, torch.tensor([0.7, 0.999999, 0.9]))
+    assert drawn.tolist() == [3, 2, 3]
+    drawn = _inverse_cdf(log_probs, torch.tensor([0.4999, 0.3, 0.2499]))
+    assert drawn.tolist() == [1, 2, 0]
+
+
+def test_jump_log_probs_values_and_gradient(toy):
+    """`jump_log_probs` is the sum of masked-out log-softmax values over the revealed slots and is differentiable."""
+    mask_id = 3
+    model = toy.TableDenoiser(LENGTH, VOCAB, seed=7)
+    table = model.table.clone().requires_grad_(True)
+
+    def logits_fn(x):
+        return table[toy.encode(x, VOCAB)]
+
+    x = torch.tensor([[3, 3, 3, 3], [0, 3, 1, 3], [3, 2, 2, 2]])
+    positions = torch.tensor([[0, 2], [3, -1], [0, -1]])
+    tokens = torch.tensor([[1, 0], [2, -1], [1, -1]])
+    out = jump_log_probs(logits_fn, x, positions, tokens, mask_id)
+
+    expected = torch.zeros(3, dtype=torch.float64)
+    for b in range(3):
+        logp = torch.log(toy.token_probs(model(x[b : b + 1])[0], mask_id))
+        for pos, tok in zip(positions[b].tolist(), tokens[b].tolist()):
+            if pos >= 0:
+                expected[b] += logp[pos, tok]
+    torch.testing.assert_close(out.double(), expected, atol=1e-5, rtol=0)
+
+    out.sum().backward()
+    # d/dz log softmax(z)[v] = onehot(v) - p (mask excluded: its gradient is 0).
+    code = int(toy.encode(x[0], VOCAB))
+    p = toy.token_probs(model.table[code, 0], mask_id)
+    expected_grad = -p
+    expected_grad[1] += 1
+    torch.testing.assert_close(table.grad[code, 0], expected_grad, atol=1e-5, rtol=0)
+    assert table.grad[code, 1].abs().max() == 0  # position 1 was not revealed
+    # The padded slot of row 1 contributes nothing.
+    code1 = int(toy.encode(x[1], VOCAB))
+    assert table.grad[code1, 0].abs().max() == 0 and table.grad[code1, 3].abs().max() > 0
+
+
+def test_jump_log_probs_matches_sampler_first_step(toy):
+    mask_id = 3
+    model = toy.TableDenoiser(LENGTH, VOCAB, seed=3)
+    x = torch.full((64, LENGTH), mask_id)
+    traj = sample_ctmc(model, x, mask_id, tokens_per_step=2, generator=torch.Generator().manual_seed(0))
+    out = jump_log_probs(model, x, traj.positions[:, 0], traj.tokens[:, 0], mask_id)
+    torch.testing.assert_close(out.float(), traj.logp_policy[:, 0], atol=1e-5, rtol=0)
+
+
+def _counter_denoiser(scales: torch.Tensor, vocab: int, mask_id: int):
+    """Token argmax = number of unmasked tokens (mod vocab - 1, so never the mask id vocab - 1); confidence rises with
+    ``scales[b, i]``, so the output records at which call each position was committed."""
+
+    def logits_fn(x):
+        target = (x != mask_id).sum(1) % (vocab - 1)
+        onehot = torch.nn.functional.one_hot(target, vocab).float()
+        return onehot[:, None, :] * scales[: x.shape[0], :, None]
+
+    return logits_fn
+
+
+def test_low_confidence_decode_order_at_temperature_zero():
+    """Blocks left to right; inside a block the most confident masked positions first; quotas [2, 1] per block."""
+    mask_id, vocab = 9, 10
+    prompt = [5, 6]
+    scales = torch.tensor(
+        [
+            [0.0, 0.0, 1.0, 3.0, 2.0, 0.5, 2.5, 1.5],
+            [0.0, 0.0, 3.0, 1.0, 2.0, 2.5, 0.5, 1.5],
+        ]
+    )
+    x = torch.tensor([prompt + [mask_id] * 6, prompt + [mask_id] * 6])
+    out = low_confidence_decode(_counter_denoiser(scales, vocab, mask_id), x, mask_id, steps=4, block_length=3)
+    # Row 0, block 1 (cols 2-4, scales 1, 3, 2): call 1 (2 tokens known) commits cols 3, 4 with token 2; call 2
+    # (4 known) commits col 2 with 4. Block 2 (cols 5-7, scales .5, 2.5, 1.5): cols 6, 7 get 5, then col 5 gets 7.
+    assert out.tolist() == [[5, 6, 4, 2, 2, 7, 5, 5], [5, 6, 2, 4, 2, 5, 7, 5]]
+
+    # One token per call: the order is the confidence order inside each block.
+    out = low_confidence_decode(_counter_denoiser(scales, vocab, mask_id), x, mask_id, steps=6, block_length=3)
+    assert out.tolist() == [[5, 6, 4, 2, 3, 7, 5, 6], [5, 6, 2, 4, 3, 5, 7, 6]]
+
+    # A single block: global confidence order across the whole completion.
+    out = low_confidence_decode(_counter_denoiser(scales[:1], vocab, mask_id), x[:1], mask_id, steps=6, block_length=6)
+    assert out.tolist() == [[5, 6, 6, 2, 4, 7, 3, 5]]
+
+
+def test_low_confidence_decode_rejects_bad_shapes():
+    x = torch.tensor([[1, 9, 9, 9, 9]])
+
+    def fn(s):
+        return torch.zeros(*s.shape, 10)
+
+    with pytest.raises(ValueError):
+        low_confidence_decode(fn, x, 9, steps=2, block_length=3)
+    with pytest.raises(ValueError):
+        low_confidence_decode(fn, x, 9, steps=3, block_length=2)
+    with pytest.raises(ValueError):
+        low_confidence_decode(fn, x, 9, steps=2, block_length=2, remasking="nope")
