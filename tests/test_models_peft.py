@@ -1,0 +1,88 @@
+"""PEFT: LoRA-wrapped denoisers keep their adapter, can be disabled, and merge/save/load to the same logits."""
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+
+from trl_dam.models import TINY_KINDS, build_char_tokenizer, build_tiny_masked_lm, load_diffusion_lm, resolve_adapter
+
+pytestmark = pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
+
+X = torch.tensor([[2, 6, 9, 10, 8, 7, 4, 4, 4, 3], [0, 0, 2, 6, 11, 8, 7, 4, 4, 3]])
+MASK = (X != 0).long()
+LORA_TARGETS = {
+    "bert": ["query", "value"],
+    "modernbert": ["Wqkv"],
+    "gemma": ["q_proj", "v_proj"],
+    # LLaDA's names; "ff_out" is both the MLP down-projection and the LM head, and LoRA must handle both
+    "llada": ["q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out"],
+    "dream": ["q_proj", "v_proj"],
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a busy 2-core box OpenMP spinning makes them ~100x
+    slower; restore the setting afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return build_char_tokenizer("abcdefghij0123456789+-= \n")
+
+
+def _lora(model, kind):
+    peft_model = get_peft_model(
+        model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=LORA_TARGETS[kind])
+    )
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # LoRA's B starts at zero; make the adapter do something
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.copy_(0.5 * torch.randn(param.shape, generator=generator))
+    return peft_model.eval()
+
+
+@pytest.mark.parametrize("kind", TINY_KINDS)
+def test_lora_wrapped_model(tokenizer, tmp_path, kind):
+    base = build_tiny_masked_lm(tokenizer, kind)
+    adapter = resolve_adapter(base, tokenizer)
+    with torch.no_grad():
+        base_logits = adapter.logits(base, X, MASK)
+
+    peft_model = _lora(base, kind)
+    assert resolve_adapter(peft_model, tokenizer) == adapter
+    if kind == "llada":
+        head = peft_model.get_base_model().model.transformer["ff_out"]
+        assert hasattr(head, "lora_A"), "the LM head named ff_out is a LoRA target too"
+    with torch.no_grad():
+        lora_logits = adapter.logits(peft_model, X, MASK)
+        with peft_model.disable_adapter():
+            disabled_logits = adapter.logits(peft_model, X, MASK)
+    assert (lora_logits - base_logits).abs().max() > 1e-3
+    torch.testing.assert_close(disabled_logits, base_logits)
+
+    merged = peft_model.merge_and_unload()
+    assert type(merged) is type(base)
+    merged.save_pretrained(tmp_path)
+    reloaded = load_diffusion_lm(tmp_path)
+    assert resolve_adapter(reloaded, tokenizer) == adapter
+    with torch.no_grad():
+        torch.testing.assert_close(adapter.logits(merged, X, MASK), lora_logits)
+        torch.testing.assert_close(adapter.logits(reloaded, X, MASK), lora_logits)
+
+
+def test_lora_gradients_reach_only_adapter_weights(tokenizer):
+    peft_model = _lora(build_tiny_masked_lm(tokenizer, "llada"), "llada").train()
+    adapter = resolve_adapter(peft_model, tokenizer)
+    logits = adapter.logits(peft_model, X, MASK)
+    logits.log_softmax(-1)[:, -4:, 9].sum().backward()
+    trainable = {name for name, param in peft_model.named_parameters() if param.requires_grad}
+    assert trainable and all("lora_" in name for name in trainable)
+    grads = {name: param.grad for name, param in peft_model.named_parameters()}
+    assert all(grads[name] is None for name in grads if name not in trainable)
+    assert any(grads[name].abs().sum() > 0 for name in trainable if "lora_A" in name)

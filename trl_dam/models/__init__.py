@@ -1,0 +1,67 @@
+"""Masked diffusion LM models: adapters giving aligned denoiser logits, loading, and tiny offline models.
+
+Importing this package registers the project's tiny LLaDA- and Dream-shaped models with the transformers auto
+classes, so `AutoModel.from_pretrained(folder)` (and [`load_diffusion_lm`]) can load their checkpoints offline.
+"""
+
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+
+from .adapters import (
+    ADAPTER_KINDS,
+    KIND_BIDIRECTIONAL_LM,
+    KIND_DREAM,
+    KIND_LLADA,
+    KIND_MASKED_LM,
+    LLADA_DEFAULT_MASK_TOKEN_ID,
+    BidirectionalLMAdapter,
+    BoundDenoiser,
+    DiffusionLMAdapter,
+    DreamAdapter,
+    LLaDAAdapter,
+    bind_denoiser,
+    detect_model_kind,
+    resolve_adapter,
+    resolve_mask_token_id,
+    unwrap_model,
+)
+from .loading import load_diffusion_lm, select_auto_class
+from .tiny import DEFAULT_CHAT_TEMPLATE, TINY_KINDS, build_char_tokenizer, build_tiny_masked_lm
+from .tiny_dream import TINY_DREAM_MODEL_TYPE, TinyDreamConfig, TinyDreamModel
+from .tiny_llada import TINY_LLADA_MODEL_TYPE, TinyLLaDAConfig, TinyLLaDAModelLM
+
+AutoConfig.register(TINY_LLADA_MODEL_TYPE, TinyLLaDAConfig, exist_ok=True)
+AutoModel.register(TinyLLaDAConfig, TinyLLaDAModelLM, exist_ok=True)
+AutoModelForCausalLM.register(TinyLLaDAConfig, TinyLLaDAModelLM, exist_ok=True)
+AutoConfig.register(TINY_DREAM_MODEL_TYPE, TinyDreamConfig, exist_ok=True)
+AutoModel.register(TinyDreamConfig, TinyDreamModel, exist_ok=True)
+
+__all__ = [
+    "ADAPTER_KINDS",
+    "DEFAULT_CHAT_TEMPLATE",
+    "KIND_BIDIRECTIONAL_LM",
+    "KIND_DREAM",
+    "KIND_LLADA",
+    "KIND_MASKED_LM",
+    "LLADA_DEFAULT_MASK_TOKEN_ID",
+    "TINY_DREAM_MODEL_TYPE",
+    "TINY_KINDS",
+    "TINY_LLADA_MODEL_TYPE",
+    "BidirectionalLMAdapter",
+    "BoundDenoiser",
+    "DiffusionLMAdapter",
+    "DreamAdapter",
+    "LLaDAAdapter",
+    "TinyDreamConfig",
+    "TinyDreamModel",
+    "TinyLLaDAConfig",
+    "TinyLLaDAModelLM",
+    "bind_denoiser",
+    "build_char_tokenizer",
+    "build_tiny_masked_lm",
+    "detect_model_kind",
+    "load_diffusion_lm",
+    "resolve_adapter",
+    "resolve_mask_token_id",
+    "select_auto_class",
+    "unwrap_model",
+]
