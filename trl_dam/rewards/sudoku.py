@@ -1,0 +1,80 @@
+"""Sudoku rewards: blank-cell accuracy (d1's reward) and format rewards for the d1 and compact styles.
+
+The answer is read with :func:`trl_dam.tasks.sudoku.extract_sudoku_grid`: the last ``<answer>`` block if there
+is one, else the digits of the whole completion.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from trl_dam.tasks.answer_format import extract_answer_tag, has_reasoning_answer_layout
+from trl_dam.tasks.completions import completions_to_texts
+from trl_dam.tasks.sudoku import extract_sudoku_grid, score_sudoku_grid
+
+__all__ = ["sudoku_compact_format_reward", "sudoku_format_reward", "sudoku_reward"]
+
+_GRID = re.compile(r"[1-4]{16}")
+
+
+def sudoku_reward(
+    prompts: Sequence[Any],
+    completions: Sequence[Any],
+    completion_ids: Sequence[Any] | None = None,
+    *,
+    puzzle: Sequence[str],
+    solution: Sequence[str],
+    log_extra: Callable[[str, list], None] | None = None,
+    **kwargs,
+) -> list[float]:
+    """Fraction of the puzzle's empty cells that the completion fills correctly, in ``[0, 1]``.
+
+    An unparseable completion (no digit in the answer) scores 0.0. Given cells are not checked (as in d1).
+
+    Args:
+        prompts: Prompts (unused).
+        completions: Completions, strings or lists of messages.
+        completion_ids: Token ids (unused).
+        puzzle: Dataset column: 16-character puzzles with ``'0'`` for empty cells.
+        solution: Dataset column: 16-character solutions.
+        log_extra: Provided by TRL trainers; logs the parsed grid as a ``sudoku_grid`` column.
+        **kwargs: Other dataset columns and trainer arguments (ignored).
+
+    Returns:
+        One reward per completion.
+    """
+    grids = [extract_sudoku_grid(text) for text in completions_to_texts(completions)]
+    rewards = []
+    for grid, puzzle_, solution_ in zip(grids, puzzle, solution, strict=True):
+        correct, total = score_sudoku_grid(grid, puzzle_, solution_)
+        rewards.append(correct / total if total else float(grid is not None))
+    if log_extra is not None:
+        log_extra("sudoku_grid", [grid or "" for grid in grids])
+    return rewards
+
+
+def sudoku_format_reward(
+    prompts: Sequence[Any], completions: Sequence[Any], completion_ids: Sequence[Any] | None = None, **kwargs
+) -> list[float]:
+    """Format reward for the d1 style, at most 0.5.
+
+    ``0.25`` if the completion has the reasoning-then-answer layout, plus ``0.25`` if the last answer block holds
+    exactly 16 digits from 1-4 and nothing else (what the prompt asks for).
+    """
+    rewards = []
+    for text in completions_to_texts(completions):
+        answer = extract_answer_tag(text)
+        layout = 0.25 if has_reasoning_answer_layout(text) else 0.0
+        grid = 0.25 if answer is not None and _GRID.fullmatch(answer) else 0.0
+        rewards.append(layout + grid)
+    return rewards
+
+
+def sudoku_compact_format_reward(
+    prompts: Sequence[Any], completions: Sequence[Any], completion_ids: Sequence[Any] | None = None, **kwargs
+) -> list[float]:
+    """Format reward for the compact style: 0.5 if the completion is exactly 16 digits from 1-4 (outer
+    whitespace ignored), else 0.0."""
+    return [0.5 if _GRID.fullmatch(text.strip()) else 0.0 for text in completions_to_texts(completions)]
