@@ -14,6 +14,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+# Every test model is tiny: intra-op threads only add overhead, and on a busy 2-core machine they cost 10-100x.
+torch.set_num_threads(1)
+
 
 class TableDenoiser:
     """``logits[b, i] = table[code(x_b), i]``: an arbitrary function of the whole state, so the order matters."""

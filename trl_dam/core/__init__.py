@@ -11,14 +11,17 @@ from trl_dam.core.adjoint import (
 from trl_dam.core.buffer import BufferItem, ReplayBuffer
 from trl_dam.core.guidance import posterior_mean_fill, svdd_decode
 from trl_dam.core.losses import dam_loss, generalized_kl
+from trl_dam.core.masking import remask
 from trl_dam.core.policy_gradient import diffu_grpo_loss, group_normalized_advantages, mean_field_token_log_probs
 from trl_dam.core.sampling import (
     LogitsFn,
     Trajectory,
+    gather_jump_log_probs,
     jump_log_probs,
     low_confidence_decode,
     random_unmasking_order,
     sample_ctmc,
+    sample_low_confidence,
     token_log_probs,
 )
 
@@ -31,6 +34,7 @@ __all__ = [
     "dam_loss",
     "diffu_grpo_loss",
     "effective_sample_size",
+    "gather_jump_log_probs",
     "generalized_kl",
     "group_normalized_advantages",
     "importance_log_weights",
@@ -41,7 +45,9 @@ __all__ = [
     "path_log_ratio",
     "posterior_mean_fill",
     "random_unmasking_order",
+    "remask",
     "sample_ctmc",
+    "sample_low_confidence",
     "self_normalized_weights",
     "svdd_decode",
     "token_log_probs",

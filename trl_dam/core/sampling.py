@@ -197,9 +197,10 @@ def _inverse_cdf(log_probs: Tensor, uniforms: Tensor) -> Tensor:
     """Draw one category per row of ``log_probs[..., V]`` from ``uniforms[...]`` (reproducible on any device)."""
     cdf = torch.cumsum(log_probs.exp(), dim=-1)
     cdf = cdf / cdf[..., -1:]
-    drawn = torch.searchsorted(cdf, uniforms.unsqueeze(-1).to(cdf.dtype)).squeeze(-1)
-    # searchsorted may land on a zero-probability tail entry only when u == 1.0 exactly; move to the last
-    # category with positive mass in that case.
+    # right=True: the first category whose CDF exceeds u, so a zero-mass category is never drawn, even a leading
+    # one (e.g. the mask token when mask_token_id == 0) for u == 0.0, which torch.rand can return.
+    drawn = torch.searchsorted(cdf, uniforms.unsqueeze(-1).to(cdf.dtype), right=True).squeeze(-1)
+    # Guard: only rounding could push past the last category with positive mass; clamp to it.
     last_positive = (log_probs > float("-inf")).long().cumsum(-1).argmax(-1)
     return torch.minimum(drawn, last_positive)
 
@@ -217,9 +218,26 @@ def jump_log_probs(logits_fn: LogitsFn, x: Tensor, positions: Tensor, tokens: Te
     Returns:
         `FloatTensor[batch]`.
     """
+    return gather_jump_log_probs(logits_fn(x), positions, tokens, mask_token_id)
+
+
+def gather_jump_log_probs(logits: Tensor, positions: Tensor, tokens: Tensor, mask_token_id: int) -> Tensor:
+    r"""Jump log-probabilities :math:`\sum_j \log p(v_j \mid x, i_j)` read from denoiser logits already computed.
+
+    Several jumps from the same state share one denoiser call: DAM scores the K first jumps of the rollouts from
+    one training state with a single forward (``positions`` of shape ``[batch, K, k]``). Only the gathered
+    positions go through the log-softmax.
+
+    Args:
+        logits (`FloatTensor[batch, length, vocab]`): denoiser logits of the states (gradients flow through them).
+        positions (`LongTensor[batch, ..., k]`): revealed positions (``-1`` pads).
+        tokens (`LongTensor[batch, ..., k]`): tokens written there.
+    Returns:
+        `FloatTensor[batch, ...]`.
+    """
     valid = positions >= 0
-    rows = torch.arange(x.shape[0], device=x.device).unsqueeze(1)
-    logp = token_log_probs(logits_fn(x)[rows, positions.clamp(min=0)], mask_token_id)
+    rows = torch.arange(logits.shape[0], device=logits.device).view(-1, *([1] * (positions.dim() - 1)))
+    logp = token_log_probs(logits[rows, positions.clamp(min=0)], mask_token_id)
     picked = logp.gather(-1, tokens.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     return (picked * valid).sum(-1)
 
@@ -310,3 +328,92 @@ def _tokens_per_call(num_masked: Tensor, calls: int) -> Tensor:
     base = num_masked.unsqueeze(1) // calls
     remainder = num_masked.unsqueeze(1) % calls
     return base + (torch.arange(calls, device=num_masked.device) < remainder).long()
+
+
+@torch.no_grad()
+def sample_low_confidence(
+    logits_fn: LogitsFn,
+    x: Tensor,
+    mask_token_id: int,
+    *,
+    steps: int,
+    block_length: int,
+    completion_start: int | None = None,
+    temperature: float = 1.0,
+    reference_logits_fn: LogitsFn | None = None,
+    generator: torch.Generator | None = None,
+) -> Trajectory:
+    r"""LLaDA low-confidence block decoding that records its path as a :class:`Trajectory`.
+
+    Same schedule as :func:`low_confidence_decode` (blocks left to right, ``steps / num_blocks`` calls per block,
+    each call committing the most confident masked positions of the current block), with tokens drawn from
+    :math:`\mathrm{softmax}(z/\tau)`, :math:`\tau > 0`. Each step records the same sums as :func:`sample_ctmc`,
+
+    .. math:: \ell^\theta_s = \sum_{i \in S_s} \log p_\theta(v_i \mid x_s, i), \qquad
+              \ell^{\mathrm{ref}}_s = \sum_{i \in S_s} \log p_{\mathrm{ref}}(v_i \mid x_s, i),
+
+    so DAM can run on it, **but the importance weights are then not exact**: the positions :math:`S_s` are chosen by
+    the sampling model's confidence, so the position factor does not cancel between policy and reference as it does
+    for the CTMC. Use it to reproduce d1-style training rollouts, knowing it is a biased approximation.
+
+    Args:
+        x (`LongTensor[batch, length]`): start states (masks anywhere in the completion region are filled).
+        steps (`int`): denoiser calls for a fully masked completion; a multiple of the number of blocks.
+        block_length (`int`): block size; must divide the completion length.
+        completion_start (`int`, *optional*): first completion column (default: first column holding a mask).
+        temperature (`float`): sampling temperature, > 0 (recorded log-probs are at this temperature).
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0 to record a stochastic path, got {temperature}")
+    state = x.clone()
+    batch = state.shape[0]
+    if completion_start is None:
+        masked_cols = (state == mask_token_id).any(0).nonzero()
+        completion_start = int(masked_cols[0].item()) if len(masked_cols) else state.shape[1]
+    gen_length = state.shape[1] - completion_start
+    if gen_length % block_length != 0:
+        raise ValueError(f"completion length {gen_length} is not a multiple of block_length {block_length}")
+    num_blocks = gen_length // block_length
+    if num_blocks and steps % num_blocks != 0:
+        raise ValueError(f"steps={steps} must be a multiple of the number of blocks ({num_blocks})")
+    steps_per_block = steps // max(num_blocks, 1)
+    # The masks of each block are known up front (decoding only touches the current block), so all quotas are too.
+    blocks = state[:, completion_start:].reshape(batch, num_blocks, block_length)
+    quota = _tokens_per_call((blocks == mask_token_id).sum(-1).reshape(-1), steps_per_block)
+    quota = quota.reshape(batch, num_blocks * steps_per_block)
+    width = max(int(quota.max().item()), 1) if quota.numel() else 1
+    positions = torch.full((batch, quota.shape[1], width), -1, dtype=torch.long, device=x.device)
+    tokens = torch.full_like(positions, -1)
+    logp_policy = torch.zeros(batch, quota.shape[1], device=x.device)
+    logp_reference = torch.zeros_like(logp_policy) if reference_logits_fn is not None else None
+    slot = torch.arange(width, device=x.device)
+    for s in range(quota.shape[1]):
+        if not (quota[:, s] > 0).any():
+            continue
+        lo = completion_start + (s // steps_per_block) * block_length
+        cols = slice(lo, lo + block_length)
+        # Only the block's columns enter the softmax: the [batch, length, vocab] log-softmax is never materialised.
+        logits = logits_fn(state)[:, cols]
+        logp = token_log_probs(logits, mask_token_id, temperature)
+        u = torch.rand(logp.shape[:2], generator=generator, device="cpu").to(x.device)
+        drawn = _inverse_cdf(logp, u)
+        picked = logp.gather(-1, drawn.unsqueeze(-1)).squeeze(-1)
+        # LLaDA ranks positions by the untempered probability of the drawn token.
+        confidence = (
+            picked
+            if temperature == 1.0
+            else token_log_probs(logits, mask_token_id).gather(-1, drawn.unsqueeze(-1)).squeeze(-1)
+        )
+        confidence = confidence.masked_fill(state[:, cols] != mask_token_id, float("-inf"))
+        order = confidence.argsort(dim=1, descending=True)[:, :width]
+        valid = slot < quota[:, s].unsqueeze(1)
+        positions[:, s] = torch.where(valid, order + lo, -1)
+        tokens[:, s] = torch.where(valid, drawn.gather(1, order), -1)
+        logp_policy[:, s] = (picked.gather(1, order) * valid).sum(1)
+        if reference_logits_fn is not None:
+            ref = token_log_probs(reference_logits_fn(state)[:, cols], mask_token_id)
+            ref_picked = ref.gather(-1, drawn.unsqueeze(-1)).squeeze(-1)
+            logp_reference[:, s] = (ref_picked.gather(1, order) * valid).sum(1)
+        _write(state, positions[:, s], tokens[:, s])
+    step_mask = (positions >= 0).any(-1)
+    return Trajectory(x.clone(), state, positions, tokens, step_mask, logp_policy, logp_reference)
