@@ -1,0 +1,687 @@
+"""The base every masked-diffusion RL trainer of `trl_dam` stands on (DAM now, diffu-GRPO next).
+
+It owns what the methods share, so no trainer carries its own copy:
+
+* model loading (a hub id / path through [`~trl_dam.models.load_diffusion_lm`], or a loaded model), the tokenizer,
+  the denoiser adapter and the mask id;
+* the reference model: with PEFT the same network with its adapters disabled, otherwise a frozen copy;
+* prompt tokenisation (standard and conversational prompts), the fixed-length completion canvas, and sampling it
+  with the current model (eval mode, no grad, chunked), optionally recording reference log-probs along the path;
+* reward calling with TRL's convention, weighting, `None` handling and clear errors;
+* metric buffering and logging, and checkpointing of the sampler's random state (subclasses add their own state).
+
+A method subclass implements `_prepare_inputs` / `compute_loss` and the dataloader geometry `_generation_geometry`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import inspect
+import math
+import os
+from collections import defaultdict
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from accelerate.utils import gather, is_peft_model
+from datasets import Dataset, IterableDataset
+from torch import Tensor, nn
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    ProcessorMixin,
+    TrainerCallback,
+    set_seed,
+)
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.utils import logging
+from trl.data_utils import apply_chat_template, is_conversational
+from trl.models import unwrap_model_for_generation
+from trl.trainer.utils import RepeatSampler, disable_dropout_in_model, get_callable_name, get_config_model_id
+
+from trl_dam.core import Trajectory, sample_ctmc, sample_low_confidence
+from trl_dam.models import load_diffusion_lm, resolve_adapter, unwrap_model
+
+from ._compat import BaseTrainer
+from .base_config import DiffusionRLConfig
+
+logger = logging.get_logger(__name__)
+
+#: A reward: a model id, a sequence-classification model, or `f(prompts, completions, completion_ids, **kw)`.
+RewardFunc = str | PreTrainedModel | Callable[..., list[float | None]]
+
+#: Keyword arguments every reward function may receive besides the dataset columns.
+REWARD_KWARGS = ("prompts", "completions", "completion_ids", "trainer_state", "log_extra", "log_metric")
+
+#: Per-process file in a checkpoint folder with the sampler RNG and the method's own state (e.g. a replay buffer).
+SAMPLER_STATE_FILE = "sampler_state_{rank}.pt"
+
+
+@dataclass
+class ScoredCompletions:
+    """One completion per prompt, sampled by the current model and scored.
+
+    Attributes:
+        rows: the dataset rows (``"prompt"`` and the other columns) the completions answer.
+        prompt_ids: unpadded prompt token ids, one CPU tensor per row.
+        trajectory: the sampler's path from the fully masked canvas (``final[:, -N:]`` is the completion).
+        rewards_per_func (`FloatTensor[n, num_funcs]`): raw rewards, NaN where a function returned ``None``.
+        rewards (`FloatTensor[n]`): weighted total reward.
+    """
+
+    rows: list[dict[str, Any]]
+    prompt_ids: list[Tensor]
+    trajectory: Trajectory
+    rewards_per_func: Tensor
+    rewards: Tensor
+
+
+class DiffusionRLTrainer(BaseTrainer):
+    """Shared base of the masked-diffusion RL trainers (see the module docstring). Not used directly."""
+
+    config_class = DiffusionRLConfig
+    # `compute_loss` returns the mean over its micro-batch; the Trainer divides it by the accumulation steps.
+    loss_is_scaled_for_ga = False
+    _tag_names = ["trl", "trl-dam", "diffusion"]
+    _name = "DiffusionRL"
+
+    def __init__(
+        self,
+        model: str | PreTrainedModel,
+        reward_funcs: RewardFunc | list[RewardFunc],
+        args: DiffusionRLConfig | None = None,
+        train_dataset: Dataset | None = None,
+        eval_dataset: Dataset | dict[str, Dataset] | None = None,
+        processing_class: PreTrainedTokenizerBase | ProcessorMixin | None = None,
+        reward_processing_classes: PreTrainedTokenizerBase | list[PreTrainedTokenizerBase | None] | None = None,
+        callbacks: list[TrainerCallback] | None = None,
+        optimizers: tuple[torch.optim.Optimizer | None, torch.optim.lr_scheduler.LambdaLR | None] = (None, None),
+        peft_config=None,
+    ):
+        if args is None:
+            name = model if isinstance(model, str) else get_config_model_id(model.config) or type(model).__name__
+            args = self.config_class(f"{name.split('/')[-1]}-{self._name}")
+        if isinstance(train_dataset, IterableDataset):
+            raise NotImplementedError(f"{type(self).__name__} needs a map-style `datasets.Dataset` for training.")
+        set_seed(args.seed)  # PEFT initialises adapters randomly: seed before wrapping
+        model, model_id = self._load_model(model, args)
+        processing_class = self._load_processing_class(processing_class, model, model_id, args)
+        self.adapter = resolve_adapter(model, processing_class, args.mask_token_id)
+        self.mask_token_id = self.adapter.mask_token_id
+        self._turn_off_unsupported_checkpointing(model, args)
+        model = self._wrap_peft(model, peft_config, args)
+        self.ref_model = self._create_reference_model(model, args)
+        if args.disable_dropout:
+            for module in (model, self.ref_model):
+                if module is not None:
+                    disable_dropout_in_model(module)
+        self._setup_rewards(reward_funcs, reward_processing_classes, args, train_dataset)
+        self._metrics: dict[str, defaultdict[str, list[float]]] = {
+            "train": defaultdict(list),
+            "eval": defaultdict(list),
+        }
+        self._mode = "train"
+
+        super().__init__(
+            model=model,
+            args=args,
+            data_collator=_identity,  # rows stay dicts: prompts are tokenised and sampled in `_prepare_inputs`
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            callbacks=callbacks,
+            optimizers=optimizers,
+        )
+        self.ref_model = self._prepare_frozen(self.ref_model)
+        self.reward_funcs = [self._prepare_frozen(f) if isinstance(f, nn.Module) else f for f in self.reward_funcs]
+        # All sampling randomness (re-masking, unmasking orders, tokens) comes from this CPU generator, so runs are
+        # reproducible on any device and the state can be checkpointed; ranks draw different streams.
+        self.generator = torch.Generator().manual_seed(args.seed + self.accelerator.process_index)
+        if hasattr(self.model, "add_model_tags"):
+            self.model.add_model_tags(self._tag_names)
+
+    # ------------------------------------------------------------------ model, tokenizer, reference
+
+    @staticmethod
+    def _load_model(model: str | PreTrainedModel, args: DiffusionRLConfig) -> tuple[PreTrainedModel, str]:
+        if not isinstance(model, str):
+            if args.model_init_kwargs:
+                logger.warning("`model_init_kwargs` is ignored because the model is already instantiated.")
+            return model, get_config_model_id(model.config)
+        kwargs = dict(args.model_init_kwargs or {})
+        if args.distributed_state.distributed_type in ("MULTI_GPU", "DEEPSPEED"):
+            kwargs["device_map"] = None  # "auto" placement fights data parallelism
+        return load_diffusion_lm(model, trust_remote_code=args.trust_remote_code, **kwargs), model
+
+    def _load_processing_class(self, processing_class, model: nn.Module, model_id: str, args: DiffusionRLConfig):
+        if processing_class is None:
+            processing_class = AutoTokenizer.from_pretrained(
+                model_id, padding_side="left", trust_remote_code=bool(args.trust_remote_code)
+            )
+        tokenizer = processing_class.tokenizer if isinstance(processing_class, ProcessorMixin) else processing_class
+        if not isinstance(tokenizer, PreTrainedTokenizerBase):
+            raise TypeError("`processing_class` must be a tokenizer or a processor with a `.tokenizer`.")
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self._tokenizer = tokenizer
+        self.pad_token_id = tokenizer.pad_token_id
+        # A completion ends at the first of the tokenizer's or the model's end-of-sequence ids (e.g. LLaDA's
+        # <|eot_id|> then <|endoftext|> padding).
+        model_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+        model_eos = model_eos if isinstance(model_eos, list) else [model_eos]
+        self.eos_token_ids = sorted({tokenizer.eos_token_id, *model_eos} - {None})
+        return processing_class
+
+    @staticmethod
+    def _turn_off_unsupported_checkpointing(model: nn.Module, args: DiffusionRLConfig) -> None:
+        if args.gradient_checkpointing and not getattr(unwrap_model(model), "supports_gradient_checkpointing", False):
+            logger.warning(
+                f"{type(unwrap_model(model)).__name__} does not support gradient checkpointing; turning it off."
+            )
+            args.gradient_checkpointing = False
+            if hasattr(args, "activation_checkpointing"):
+                args.activation_checkpointing = False
+
+    @staticmethod
+    def _wrap_peft(model: nn.Module, peft_config, args: DiffusionRLConfig) -> nn.Module:
+        if peft_config is None:
+            if is_peft_model(model):
+                logger.warning(
+                    "A PeftModel was passed: the reference is its base model with the adapters disabled, which equals "
+                    "the initial policy only if the adapters are freshly initialised."
+                )
+            return model
+        from peft import PeftConfig, get_peft_model
+
+        if not isinstance(peft_config, PeftConfig):
+            raise TypeError(f"`peft_config` must be a `peft.PeftConfig`, got {type(peft_config).__name__}.")
+        if is_peft_model(model):
+            raise ValueError("Pass either a PeftModel or a `peft_config`, not both (merge the adapter first).")
+        model = get_peft_model(model, peft_config)
+        if args.gradient_checkpointing:
+            model.enable_input_require_grads()  # frozen embeddings would otherwise cut the checkpointed graph
+        return model
+
+    def _needs_reference(self, args: DiffusionRLConfig) -> bool:
+        """Whether the method uses reference log-probs (a KL term); DAM always does (beta > 0)."""
+        return getattr(args, "beta", 0.0) > 0
+
+    def _create_reference_model(self, model: nn.Module, args: DiffusionRLConfig) -> nn.Module | None:
+        # With PEFT the base network is the reference (adapters off): no second copy of the weights.
+        if is_peft_model(model) or not self._needs_reference(args):
+            return None
+        reference = copy.deepcopy(model).eval()
+        reference.requires_grad_(False)
+        return reference
+
+    def _prepare_frozen(self, module: nn.Module | None) -> nn.Module | None:
+        if module is None:
+            return None
+        if self.is_deepspeed_enabled:
+            from trl.models.utils import prepare_deepspeed
+
+            return prepare_deepspeed(module, self.accelerator)
+        return self.accelerator.prepare_model(module, evaluation_mode=True)
+
+    # ------------------------------------------------------------------ data
+
+    def _set_signature_columns_if_needed(self):
+        # Rows are consumed whole by `_prepare_inputs`, not by the model's forward.
+        if self._signature_columns is None:
+            self._signature_columns = ["prompt"]
+
+    def _generation_geometry(self) -> tuple[int, int, int]:
+        """``(prompts per device and batch, copies of each prompt in a batch, batches served per draw)``."""
+        raise NotImplementedError
+
+    def get_train_dataloader(self):
+        # One dataloader batch is one generation round's prompts, served `repeat_count` times in a row (TRL's
+        # RepeatSampler), so the Trainer's step/epoch bookkeeping and resume-time batch skipping stay correct.
+        prompts, copies, _ = self._generation_geometry()
+        return self._get_dataloader(
+            dataset=self.train_dataset,
+            description="Training",
+            batch_size=prompts * copies,
+            sampler_fn=self._get_train_sampler,
+            is_training=True,
+        )
+
+    def _get_train_sampler(self, dataset: Dataset | None = None):
+        prompts, copies, repeats = self._generation_geometry()
+        return _EpochSeededRepeatSampler(
+            data_source=dataset if dataset is not None else self.train_dataset,
+            mini_repeat_count=copies,
+            batch_size=prompts * self.accelerator.num_processes,
+            repeat_count=repeats,
+            shuffle=self.args.shuffle_dataset,
+            seed=self.args.seed,
+        )
+
+    def _tokenize_prompts(self, prompts: list) -> list[Tensor]:
+        """Prompt token ids (chat template with generation prompt for conversational prompts), left-truncated."""
+        if is_conversational({"prompt": prompts[0]}):
+            ids = self.processing_class.apply_chat_template(
+                conversation=prompts,
+                add_generation_prompt=True,
+                tokenize=True,
+                return_dict=True,
+                **(self.args.chat_template_kwargs or {}),
+            )["input_ids"]
+        else:
+            ids = self.processing_class(text=prompts)["input_ids"]
+        keep = self.args.max_prompt_length
+        return [torch.tensor(p[-keep:] if keep else p, dtype=torch.long) for p in ids]
+
+    def _canvas(self, prompt_ids: list[Tensor]) -> Tensor:
+        """``LongTensor[n, P + N]``: prompts left-padded to a common width ``P``, then N mask tokens."""
+        width = max(len(p) for p in prompt_ids)
+        x = torch.full((len(prompt_ids), width + self.args.max_completion_length), self.pad_token_id)
+        x[:, width:] = self.mask_token_id
+        for row, ids in enumerate(prompt_ids):
+            x[row, width - len(ids) : width] = ids
+        return x.to(self.accelerator.device)
+
+    # ------------------------------------------------------------------ sampling
+
+    def _denoiser(self, model: nn.Module, disable_adapter: bool = False) -> Callable[[Tensor], Tensor]:
+        """``logits_fn(x)`` for the samplers. Padding is read off ``x`` (see `_attention_mask`) because the samplers
+        call the denoiser on row subsets, so a mask bound in advance would not line up."""
+        adapter = self.adapter
+
+        def logits_fn(x: Tensor) -> Tensor:
+            attention_mask = self._attention_mask(x)
+            if disable_adapter:
+                with model.disable_adapter():
+                    return adapter.logits(model, x, attention_mask)
+            return adapter.logits(model, x, attention_mask)
+
+        return logits_fn
+
+    def _attention_mask(self, x: Tensor) -> Tensor | None:
+        """Mask of the left padding of ``x`` (the pad run before the first real token), ``None`` when unpadded.
+
+        Pad tokens after the prompt (e.g. pad = eos inside a completion) stay visible; a prompt must therefore not
+        start with the pad token.
+        """
+        real = (x != self.pad_token_id).cumsum(1) > 0
+        return None if bool(real.all()) else real.long()
+
+    def _reference_denoiser(self, model: nn.Module) -> Callable[[Tensor], Tensor] | None:
+        """The fixed base: ``model`` with adapters disabled under PEFT, else the frozen copy (never synced)."""
+        if is_peft_model(model):
+            return self._denoiser(model, disable_adapter=True)
+        return self._denoiser(self.ref_model) if self.ref_model is not None else None
+
+    @contextmanager
+    def _model_for_sampling(self):
+        """The unwrapped model in eval mode (no dropout), with ZeRO-3 weights gathered once for the whole call."""
+        with unwrap_model_for_generation(
+            self.model_wrapped, self.accelerator, gather_deepspeed3_params=self.args.ds3_gather_for_generation
+        ) as model:
+            was_training = model.training
+            model.eval()
+            try:
+                yield model
+            finally:
+                model.train(was_training)
+
+    def _sample(self, x: Tensor, with_reference: bool = False) -> Trajectory:
+        """Fill every mask of ``x`` with the current model, ``sampling_batch_size`` rows per sampler call.
+
+        With ``with_reference`` the trajectory also records the reference log-probs of every step (one extra
+        reference forward per step, in the same loop).
+        """
+        chunk = self.args.sampling_batch_size or len(x)
+        with self._model_for_sampling() as model:
+            policy = self._denoiser(model)
+            reference = self._reference_denoiser(model) if with_reference else None
+            if with_reference and reference is None:
+                raise RuntimeError("reference log-probs were requested but the trainer has no reference model")
+            pieces = [self._run_sampler(policy, x[i : i + chunk], reference) for i in range(0, len(x), chunk)]
+        return _cat_trajectories(pieces)
+
+    def _run_sampler(self, policy, x: Tensor, reference) -> Trajectory:
+        args = self.args
+        if args.sampler == "ctmc":
+            return sample_ctmc(
+                policy,
+                x,
+                self.mask_token_id,
+                tokens_per_step=args.tokens_per_step,
+                temperature=args.temperature,
+                reference_logits_fn=reference,
+                generator=self.generator,
+            )
+        return sample_low_confidence(
+            policy,
+            x,
+            self.mask_token_id,
+            steps=args.num_diffusion_steps,
+            block_length=args.block_length or args.max_completion_length,
+            completion_start=x.shape[1] - args.max_completion_length,
+            temperature=args.temperature,
+            reference_logits_fn=reference,
+            generator=self.generator,
+        )
+
+    def _generate_and_score(self, rows: list[dict[str, Any]]) -> ScoredCompletions:
+        """Sample one completion per row with the current model, score it, and log reward and length metrics."""
+        prompt_ids = self._tokenize_prompts([row["prompt"] for row in rows])
+        trajectory = self._sample(self._canvas(prompt_ids))
+        rewards_per_func, rewards, lengths = self._score(rows, trajectory.final[:, -self.args.max_completion_length :])
+        self._log_rewards(rewards_per_func, rewards)
+        self._log_mean("completions/mean_length", lengths.float())
+        return ScoredCompletions(rows, prompt_ids, trajectory, rewards_per_func, rewards)
+
+    # ------------------------------------------------------------------ rewards
+
+    def _setup_rewards(self, reward_funcs, reward_processing_classes, args, train_dataset) -> None:
+        funcs = list(reward_funcs) if isinstance(reward_funcs, list | tuple) else [reward_funcs]
+        if not funcs:
+            raise ValueError("`reward_funcs` must contain at least one reward function.")
+        for i, func in enumerate(funcs):
+            if isinstance(func, str):
+                funcs[i] = AutoModelForSequenceClassification.from_pretrained(
+                    func, num_labels=1, trust_remote_code=bool(args.trust_remote_code)
+                )
+        self.reward_funcs = funcs
+        self.reward_func_names = [
+            (get_config_model_id(f.config).split("/")[-1] or type(f).__name__)
+            if isinstance(f, nn.Module)
+            else get_callable_name(f)
+            for f in funcs
+        ]
+        columns = set(train_dataset.column_names) if isinstance(train_dataset, Dataset) else None
+        for func, name in zip(funcs, self.reward_func_names):
+            _check_reward_signature(func, name, columns)
+        weights = args.reward_weights
+        if weights is not None and len(weights) != len(funcs):
+            raise ValueError(
+                f"`reward_weights` has {len(weights)} entries but there are {len(funcs)} reward functions "
+                f"({self.reward_func_names})."
+            )
+        self.reward_weights = torch.tensor(weights if weights is not None else [1.0] * len(funcs))
+        classes = reward_processing_classes
+        classes = list(classes) if isinstance(classes, list | tuple) else [classes] * len(funcs)
+        if len(classes) != len(funcs):
+            raise ValueError(f"Got {len(classes)} reward processing classes for {len(funcs)} reward functions.")
+        for i, (func, proc) in enumerate(zip(funcs, classes)):
+            if isinstance(func, PreTrainedModel):
+                proc = proc or AutoTokenizer.from_pretrained(get_config_model_id(func.config))
+                if proc.pad_token_id is None:
+                    proc.pad_token = proc.eos_token
+                func.config.pad_token_id = proc.pad_token_id  # the model scores the last non-pad token
+                classes[i] = proc
+        self.reward_processing_classes = classes
+
+    def _score(self, rows: list[dict[str, Any]], completion_ids: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Decode ``completion_ids [n, N]`` and score them against ``rows``.
+
+        Returns ``(rewards_per_func [n, F], rewards [n], lengths [n])``; lengths count tokens up to and including the
+        first end-of-sequence token.
+        """
+        prompts = [row["prompt"] for row in rows]
+        completions, ids_list = self._decode(prompts, completion_ids)
+        rewards_per_func = self._calculate_rewards(rows, prompts, completions, ids_list)
+        rewards = self._total_rewards(rewards_per_func, prompts, completions)
+        lengths = torch.tensor([len(ids) for ids in ids_list], device=completion_ids.device)
+        return rewards_per_func, rewards, lengths
+
+    def _decode(self, prompts: list, completion_ids: Tensor) -> tuple[list, list[list[int]]]:
+        """Cut each completion after its first end-of-sequence token and decode it (TRL's completion format)."""
+        is_eos = torch.isin(completion_ids, torch.tensor(self.eos_token_ids, device=completion_ids.device))
+        has_eos = is_eos.any(1)
+        lengths = torch.where(has_eos, is_eos.int().argmax(1) + 1, completion_ids.shape[1])
+        ids_list = [row[:n].tolist() for row, n in zip(completion_ids, lengths.tolist())]
+        texts = self._tokenizer.batch_decode(ids_list, skip_special_tokens=True)
+        if is_conversational({"prompt": prompts[0]}):
+            return [[{"role": "assistant", "content": text}] for text in texts], ids_list
+        return texts, ids_list
+
+    def _calculate_rewards(self, rows, prompts, completions, completion_ids) -> Tensor:
+        """``FloatTensor[n, F]`` of raw rewards (NaN where a function returned ``None``), TRL's calling convention."""
+        columns = {key: [row[key] for row in rows] for key in rows[0] if key not in ("prompt", "completion")}
+        kwargs = {
+            **columns,
+            "trainer_state": self.state,
+            "log_extra": lambda column, values: None,  # no completions table yet; accepted for TRL compatibility
+            "log_metric": self._log_reward_metric,
+        }
+        out = torch.empty(len(prompts), len(self.reward_funcs))
+        for i, (func, proc, name) in enumerate(
+            zip(self.reward_funcs, self.reward_processing_classes, self.reward_func_names)
+        ):
+            try:
+                if isinstance(func, nn.Module):
+                    values = self._reward_model_scores(func, proc, prompts, completions)
+                else:
+                    values = func(prompts=prompts, completions=completions, completion_ids=completion_ids, **kwargs)
+                    if inspect.isawaitable(values):
+                        values = asyncio.run(_await(values))
+            except Exception as err:
+                raise RuntimeError(
+                    f"Reward function '{name}' raised {type(err).__name__} while scoring {len(prompts)} completions "
+                    f"(step {self.state.global_step}): {err}"
+                ) from err
+            out[:, i] = torch.tensor(_validate_rewards(values, name, prompts, completions))
+        return out.to(self.accelerator.device)
+
+    def _reward_model_scores(self, model: nn.Module, proc, prompts, completions) -> list[float]:
+        if is_conversational({"prompt": prompts[0]}):
+            texts = [apply_chat_template({"messages": p + c}, proc)["text"] for p, c in zip(prompts, completions)]
+        else:
+            texts = [p + c for p, c in zip(prompts, completions)]
+        inputs = proc(text=texts, return_tensors="pt", padding=True, padding_side="right", add_special_tokens=False)
+        with torch.inference_mode():
+            return model(**inputs.to(self.accelerator.device)).logits[:, 0].float().tolist()
+
+    def _total_rewards(self, rewards_per_func: Tensor, prompts: list, completions: list) -> Tensor:
+        r"""Weighted total :math:`r = \sum_f w_f r_f` over the functions that returned a value (``None`` skipped).
+
+        A completion no function scored has no reward at all; rather than invent one, this raises, naming it.
+        """
+        unscored = torch.isnan(rewards_per_func).all(1)
+        if unscored.any():
+            j = int(unscored.nonzero()[0])
+            raise ValueError(
+                f"Every reward function ({', '.join(self.reward_func_names)}) returned None for completion {j} "
+                f"(prompt {prompts[j]!r}, completion {completions[j]!r}), so its total reward is NaN. Return a "
+                "number from at least one function for every completion."
+            )
+        return self._weighted_total(rewards_per_func)
+
+    def _weighted_total(self, rewards_per_func: Tensor) -> Tensor:
+        """``FloatTensor[n]``: weighted sum over reward functions, skipping NaN (``None``) entries."""
+        return torch.nansum(rewards_per_func * self.reward_weights.to(rewards_per_func.device), dim=1)
+
+    # ------------------------------------------------------------------ metrics
+
+    def _log_mean(self, name: str, values: Tensor) -> None:
+        """Record the mean of ``values`` over all processes under ``name`` for the current mode."""
+        values = gather(values.detach().float().reshape(-1).to(self.accelerator.device))
+        self._metrics[self._mode][name].append(float(values.nanmean()))
+
+    def _log_value(self, name: str, value: float) -> None:
+        self._metrics[self._mode][name].append(float(value))
+
+    def _log_reward_metric(self, name: str, value: float) -> None:
+        """`log_metric` for reward functions: a scalar averaged over the logging window."""
+        self._log_value(name, value)
+
+    def _log_rewards(self, rewards_per_func: Tensor, rewards: Tensor) -> None:
+        """GRPO's reward metrics: ``reward``, ``reward_std``, ``rewards/<name>/mean``, ``rewards/<name>/std``."""
+        per_func = gather(rewards_per_func)
+        for i, name in enumerate(self.reward_func_names):
+            column = per_func[:, i]
+            self._log_value(f"rewards/{name}/mean", float(column.nanmean()))
+            self._log_value(f"rewards/{name}/std", float(_nanstd(column)))
+        total = gather(rewards)
+        self._log_value("reward", float(total.mean()))
+        self._log_value("reward_std", float(total.std()) if total.numel() > 1 else 0.0)
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        mode = "train" if self.model.training else "eval"
+        # NaN entries (e.g. a reward that was None for a whole batch) are skipped instead of poisoning the average.
+        metrics = {}
+        for key, values in self._metrics[mode].items():
+            valid = [v for v in values if not math.isnan(v)]
+            metrics[key] = sum(valid) / len(valid) if valid else None
+        if mode == "eval":
+            metrics = {f"eval_{key}": value for key, value in metrics.items()}
+        logs.update(metrics)  # in place, as GRPO does, so `evaluate()` also returns them
+        super().log(logs, start_time)
+        self._metrics[mode].clear()
+
+    # ------------------------------------------------------------------ evaluation
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys: list[str] | None = None):
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            loss = self.compute_loss(model, inputs)
+        return loss.mean().detach(), None, None
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _sampler_state_dict(self) -> dict[str, Any]:
+        """State restored on resume so the run continues exactly; subclasses extend it."""
+        return {"generator": self.generator.get_state()}
+
+    def _load_sampler_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if self.args.save_only_model:
+            return
+        folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        os.makedirs(folder, exist_ok=True)
+        torch.save(
+            self._sampler_state_dict(), os.path.join(folder, SAMPLER_STATE_FILE.format(rank=self.args.process_index))
+        )
+
+    def _load_rng_state(self, checkpoint: str | None) -> None:
+        # The Trainer calls this once when it resumes, after skipping the batches already trained on.
+        super()._load_rng_state(checkpoint)
+        if checkpoint is None:
+            return
+        path = os.path.join(checkpoint, SAMPLER_STATE_FILE.format(rank=self.args.process_index))
+        if not os.path.isfile(path):
+            logger.warning(f"No {os.path.basename(path)} in {checkpoint}: the sampler state starts fresh.")
+            return
+        self._load_sampler_state_dict(torch.load(path, weights_only=True))
+
+
+class _EpochSeededRepeatSampler(RepeatSampler):
+    """TRL's `RepeatSampler` with its shuffle re-seeded every epoch (``seed + epoch``).
+
+    TRL's sampler draws each epoch's permutation from one generator that is never re-seeded, so a run resumed in a
+    later epoch (whose earlier epochs are not replayed) would see another prompt order than the uninterrupted run.
+    The Trainer calls `set_epoch` (through accelerate's dataloader) before iterating each epoch.
+    """
+
+    def set_epoch(self, epoch: int) -> None:
+        if self.shuffle:
+            self.generator.manual_seed((self.seed or 0) + epoch)
+
+
+def _identity(rows):
+    return rows
+
+
+async def _await(awaitable):
+    return await awaitable
+
+
+def _nanstd(values: Tensor) -> Tensor:
+    valid = values[~torch.isnan(values)]
+    return valid.std() if valid.numel() > 1 else torch.zeros(())
+
+
+def _validate_rewards(values, name: str, prompts: list, completions: list) -> list[float]:
+    """``None`` -> NaN (the function abstains); anything else must be a finite number, one per completion."""
+    values = list(values)
+    if len(values) != len(prompts):
+        raise ValueError(
+            f"Reward function '{name}' returned {len(values)} rewards for {len(prompts)} completions; it must return "
+            "one per completion."
+        )
+    out = []
+    for j, value in enumerate(values):
+        if value is None:
+            out.append(math.nan)
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"Reward function '{name}' returned {value!r} for completion {j}: not a number.") from err
+        if not math.isfinite(number):
+            raise ValueError(
+                f"Reward function '{name}' returned {number} for completion {j} (prompt {prompts[j]!r}, completion "
+                f"{completions[j]!r}). Rewards must be finite; return None to abstain on a completion."
+            )
+        out.append(number)
+    return out
+
+
+def _check_reward_signature(func, name: str, columns: set[str] | None) -> None:
+    """Fail at construction, not at the first step, when a reward needs an argument nobody will pass."""
+    if isinstance(func, nn.Module):
+        return
+    try:
+        parameters = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        raise ValueError(
+            f"Reward function '{name}' must accept **kwargs: it is called with {list(REWARD_KWARGS)} and every "
+            "dataset column as keyword arguments."
+        )
+    if columns is None:
+        return
+    available = set(REWARD_KWARGS) | (columns - {"prompt"})
+    missing = [
+        p.name
+        for p in parameters
+        if p.default is inspect.Parameter.empty
+        and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        and p.name not in available
+    ]
+    if missing:
+        raise ValueError(
+            f"Reward function '{name}' requires {missing}, which is neither a reward argument {list(REWARD_KWARGS)} "
+            f"nor a dataset column {sorted(columns)}."
+        )
+
+
+def _cat_trajectories(pieces: list[Trajectory]) -> Trajectory:
+    """Concatenate sampler chunks along the batch, padding steps / slots (``-1`` positions, zero log-probs)."""
+    if len(pieces) == 1:
+        return pieces[0]
+    steps = max(p.positions.shape[1] for p in pieces)
+    width = max(p.positions.shape[2] for p in pieces)
+
+    def pad(t: Tensor | None, value) -> Tensor | None:
+        if t is None:
+            return None
+        grow = [0, width - t.shape[2]] if t.dim() == 3 else []
+        return torch.nn.functional.pad(t, [*grow, 0, steps - t.shape[1]], value=value)
+
+    def cat(name: str, value=None) -> Tensor | None:
+        tensors = [getattr(p, name) if value is None else pad(getattr(p, name), value) for p in pieces]
+        return None if tensors[0] is None else torch.cat(tensors)
+
+    return Trajectory(
+        initial=cat("initial"),
+        final=cat("final"),
+        positions=cat("positions", -1),
+        tokens=cat("tokens", -1),
+        step_mask=cat("step_mask", False),
+        logp_policy=cat("logp_policy", 0.0),
+        logp_reference=cat("logp_reference", 0.0),
+    )

@@ -1,0 +1,146 @@
+"""Configuration of the [`DAMTrainer`]."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .base_config import DiffusionRLConfig, _check
+
+LOSS_TYPES = ("gkl", "l2")
+ADJOINT_ESTIMATORS = ("importance_weighted", "analytic")
+
+
+@dataclass
+class DAMConfig(DiffusionRLConfig):
+    r"""
+    Configuration class for the [`DAMTrainer`] (Discrete Adjoint Matching, So et al., ICLR 2026).
+
+    Only DAM's own parameters are listed here; the shared ones are documented in [`DiffusionRLConfig`] and the rest in
+    [`~transformers.TrainingArguments`]. The trainer fine-tunes the model towards
+    $p^*(x) \propto p^{\mathrm{base}}(x)\, e^{r(x)/\beta}$.
+
+    Batch geometry (per device):
+
+    - a *generation round* samples one completion $X_1$ for each of `per_device_prompts_per_generation` prompts and adds
+      them to the replay buffer; a round happens every `inner_steps` optimizer steps;
+    - each micro-step draws `per_device_train_batch_size // num_generations` buffer samples, re-masks each into a
+      training state $X_t$, and runs `num_generations` (K) rollouts from every state. As in GRPO,
+      `per_device_train_batch_size` therefore counts completions (rollouts) and must be a multiple of K.
+
+    Parameters:
+        > Parameters that control the DAM objective
+
+        beta (`float`, *optional*, defaults to `1.0`):
+            KL strength $\beta > 0$: the reward enters as $e^{r/\beta}$. The paper has no $\beta$ (i.e. 1.0). Smaller
+            values trust the reward more; with rewards in [0, 1], values around 0.02-0.1 give a visible tilt.
+        loss_type (`str`, *optional*, defaults to `"gkl"`):
+            `"gkl"`: the paper's importance-debiased generalised KL (eq. 12/14); `"l2"`: squared-error ablation.
+        adjoint_estimator (`str`, *optional*, defaults to `"importance_weighted"`):
+            `"importance_weighted"`: self-normalised estimate over the K rollouts (eq. 13), weights
+            $W_k = K\,\mathrm{softmax}_k(\log\rho_k + r_k/\beta)$. `"analytic"`: the one-sample analytic adjoint of
+            Prop. 2.3 (an ablation, biased with model samples), $W_k = \rho_k\, e^{(r_k - r(X_1))/\beta}$.
+        max_log_weight (`float`, *optional*):
+            Clip the importance part of the log weights. Each rollout's path log-ratio
+            $\log\rho_k = \sum_s \log p_{\mathrm{ref}} - \log p_\theta$ is centred on its group mean and clipped to
+            $[-c, c]$ before the reward is added (truncated importance sampling; the softmax does not see the
+            centring). Bounds how much the KL correction alone can concentrate the weights; biased, so off (`None`) by
+            default. When on, the fraction of clipped rollouts is logged as `dam/clipped_fraction`.
+
+        > Parameters that control the replay buffer and the loop
+
+        per_device_prompts_per_generation (`int`, *optional*):
+            Prompts per generation round (one completion each). `None`: the number of training states of one
+            optimizer step, `per_device_train_batch_size // num_generations * gradient_accumulation_steps`.
+        inner_steps (`int`, *optional*, defaults to `1`):
+            Optimizer steps per generation round (L in Algorithm 1).
+        replay_buffer_size (`int`, *optional*):
+            Capacity of the FIFO replay buffer of $(prompt, X_1, r)$. `None`: one generation round (on-policy).
+    """
+
+    beta: float = field(
+        default=1.0,
+        metadata={"help": "KL strength beta > 0; the reward enters as exp(r / beta). The paper's setting is 1.0."},
+    )
+    loss_type: str = field(
+        default="gkl",
+        metadata={"help": "'gkl' (paper eq. 12) or 'l2' (ablation).", "choices": list(LOSS_TYPES)},
+    )
+    adjoint_estimator: str = field(
+        default="importance_weighted",
+        metadata={
+            "help": "'importance_weighted' (paper eq. 13, self-normalised over the K rollouts) or 'analytic' "
+            "(Prop. 2.3 ablation).",
+            "choices": list(ADJOINT_ESTIMATORS),
+        },
+    )
+    max_log_weight: float | None = field(
+        default=None,
+        metadata={
+            "help": "Clip each rollout's centred path log-ratio to [-c, c] (truncated importance sampling). "
+            "None (default) leaves the weights exact."
+        },
+    )
+    per_device_prompts_per_generation: int | None = field(
+        default=None,
+        metadata={"help": "Prompts per generation round; None = training states per optimizer step."},
+    )
+    inner_steps: int = field(
+        default=1,
+        metadata={"help": "Optimizer steps per generation round (L in the paper's Algorithm 1)."},
+    )
+    replay_buffer_size: int | None = field(
+        default=None,
+        metadata={"help": "Replay buffer capacity; None keeps one generation round (on-policy)."},
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check(self.beta > 0, "beta", "must be > 0 (the reward enters as exp(r / beta))", self.beta)
+        _check(self.loss_type in LOSS_TYPES, "loss_type", f"must be one of {LOSS_TYPES}", self.loss_type)
+        _check(
+            self.adjoint_estimator in ADJOINT_ESTIMATORS,
+            "adjoint_estimator",
+            f"must be one of {ADJOINT_ESTIMATORS}",
+            self.adjoint_estimator,
+        )
+        if self.adjoint_estimator == "importance_weighted":
+            _check(
+                self.num_generations >= 2,
+                "num_generations",
+                "must be >= 2 with adjoint_estimator='importance_weighted' (the weights are normalised over the "
+                "K rollouts of a state)",
+                self.num_generations,
+            )
+        _check(
+            self.per_device_train_batch_size % self.num_generations == 0,
+            "per_device_train_batch_size",
+            f"counts rollouts and must be a multiple of num_generations ({self.num_generations}); e.g. "
+            f"{self.num_generations * max(1, self.per_device_train_batch_size // self.num_generations)}",
+            self.per_device_train_batch_size,
+        )
+        _check(self.inner_steps >= 1, "inner_steps", "must be >= 1", self.inner_steps)
+        for name in ("replay_buffer_size", "per_device_prompts_per_generation"):
+            value = getattr(self, name)
+            _check(value is None or value >= 1, name, "must be None or >= 1", value)
+        _check(
+            self.max_log_weight is None or self.max_log_weight > 0,
+            "max_log_weight",
+            "must be None or > 0",
+            self.max_log_weight,
+        )
+
+    @property
+    def states_per_micro_step(self) -> int:
+        """Training states per device and micro-step: ``per_device_train_batch_size // num_generations``."""
+        return self.per_device_train_batch_size // self.num_generations
+
+    @property
+    def prompts_per_generation(self) -> int:
+        """Resolved ``per_device_prompts_per_generation``."""
+        default = self.states_per_micro_step * self.gradient_accumulation_steps
+        return self.per_device_prompts_per_generation or default
+
+    @property
+    def buffer_capacity(self) -> int:
+        """Resolved ``replay_buffer_size``."""
+        return self.replay_buffer_size or self.prompts_per_generation
