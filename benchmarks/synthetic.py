@@ -38,7 +38,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=91, help="grid side M")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="reduced smoke run (under a minute)")
-    parser.add_argument("--json", default=None, help="write the table as JSON to this path")
+    parser.add_argument("--json", default="outputs/synthetic.json", help="write the table as JSON to this path")
     parser.add_argument("--figure", default="outputs/synthetic.png", help="PNG path for heatmaps and KL curves")
     return parser.parse_args(argv)
 
