@@ -9,6 +9,7 @@ from trl_dam.core.adjoint import (
     self_normalized_weights,
 )
 from trl_dam.core.buffer import BufferItem, ReplayBuffer
+from trl_dam.core.entrgi import entrgi_decode, entropy_weight, relaxed_embeddings, top_p_filter
 from trl_dam.core.guidance import posterior_mean_fill, svdd_decode
 from trl_dam.core.losses import dam_loss, generalized_kl
 from trl_dam.core.masking import remask
@@ -34,6 +35,8 @@ __all__ = [
     "dam_loss",
     "diffu_grpo_loss",
     "effective_sample_size",
+    "entrgi_decode",
+    "entropy_weight",
     "gather_jump_log_probs",
     "generalized_kl",
     "group_normalized_advantages",
@@ -45,10 +48,12 @@ __all__ = [
     "path_log_ratio",
     "posterior_mean_fill",
     "random_unmasking_order",
+    "relaxed_embeddings",
     "remask",
     "sample_ctmc",
     "sample_low_confidence",
     "self_normalized_weights",
     "svdd_decode",
     "token_log_probs",
+    "top_p_filter",
 ]

@@ -33,8 +33,12 @@ class TinyDreamConfig(PretrainedConfig):
     """Configuration of [`TinyDreamModel`], with Qwen2/Dream field names.
 
     Args:
-        vocab_size, hidden_size, intermediate_size, num_hidden_layers, num_attention_heads,
-        num_key_value_heads (defaults to `num_attention_heads`): transformer sizes.
+        vocab_size: number of tokens (rows of the embedding and the LM head).
+        hidden_size: hidden size.
+        intermediate_size: inner size of the MLP.
+        num_hidden_layers: number of transformer layers.
+        num_attention_heads: attention heads.
+        num_key_value_heads: key/value heads; defaults to `num_attention_heads`.
         max_position_embeddings: informational (RoPE needs no table).
         mask_token_id: id of the mask token; `None` leaves it to the tokenizer.
     """

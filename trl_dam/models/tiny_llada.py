@@ -37,7 +37,11 @@ class TinyLLaDAConfig(PretrainedConfig):
         vocab_size: number of tokens the tokenizer can produce.
         embedding_size: rows of the embedding / LM head (LLaDA may pad it above `vocab_size`); defaults to
             `vocab_size`. The logits' last dimension is `embedding_size`.
-        d_model, n_layers, n_heads, n_kv_heads (defaults to `n_heads`), mlp_hidden_size: transformer sizes.
+        d_model: hidden size.
+        n_layers: number of transformer blocks.
+        n_heads: attention heads.
+        n_kv_heads: key/value heads; defaults to `n_heads`.
+        mlp_hidden_size: inner size of the MLP.
         max_sequence_length: informational (RoPE needs no table).
         mask_token_id: id of the mask token; `None` leaves it to the tokenizer / adapter defaults.
     """

@@ -4,5 +4,16 @@ from .base import DiffusionRLTrainer, RewardFunc, ScoredCompletions
 from .base_config import DiffusionRLConfig
 from .dam_config import DAMConfig
 from .dam_trainer import DAMTrainer
+from .diffu_grpo_config import DiffuGRPOConfig
+from .diffu_grpo_trainer import DiffuGRPOTrainer
 
-__all__ = ["DAMConfig", "DAMTrainer", "DiffusionRLConfig", "DiffusionRLTrainer", "RewardFunc", "ScoredCompletions"]
+__all__ = [
+    "DAMConfig",
+    "DAMTrainer",
+    "DiffuGRPOConfig",
+    "DiffuGRPOTrainer",
+    "DiffusionRLConfig",
+    "DiffusionRLTrainer",
+    "RewardFunc",
+    "ScoredCompletions",
+]

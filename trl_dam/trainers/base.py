@@ -9,6 +9,7 @@ It owns what the methods share, so no trainer carries its own copy:
   with the current model (eval mode, no grad, chunked), optionally recording reference log-probs along the path;
 * reward calling with TRL's convention, weighting, `None` handling and clear errors;
 * metric buffering and logging, and checkpointing of the sampler's random state (subclasses add their own state).
+* the model card (`create_model_card`: TRL's style, rendered from `trl_dam/templates/`).
 
 A method subclass implements `_prepare_inputs` / `compute_loss` and the dataloader geometry `_generation_geometry`.
 """
@@ -16,6 +17,7 @@ A method subclass implements `_prepare_inputs` / `compute_loss` and the dataload
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import inspect
 import math
@@ -24,6 +26,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -50,6 +53,7 @@ from trl_dam.models import load_diffusion_lm, resolve_adapter, unwrap_model
 
 from ._compat import BaseTrainer
 from .base_config import DiffusionRLConfig
+from .model_card import build_model_card
 
 logger = logging.get_logger(__name__)
 
@@ -90,6 +94,7 @@ class DiffusionRLTrainer(BaseTrainer):
     loss_is_scaled_for_ga = False
     _tag_names = ["trl", "trl-dam", "diffusion"]
     _name = "DiffusionRL"
+    _template_file = "dam_model_card.md"  # in `trl_dam/templates/`, rendered by `create_model_card`
 
     def __init__(
         self,
@@ -216,7 +221,11 @@ class DiffusionRLTrainer(BaseTrainer):
         # With PEFT the base network is the reference (adapters off): no second copy of the weights.
         if is_peft_model(model) or not self._needs_reference(args):
             return None
-        reference = copy.deepcopy(model).eval()
+        if any(hasattr(p, "ds_id") for p in model.parameters()):
+            # Loaded sharded under ZeRO-3's `zero.Init`: a deep copy would hold empty shards; load the weights again.
+            reference = self._load_model(get_config_model_id(model.config), args)[0].eval()
+        else:
+            reference = copy.deepcopy(model).eval()
         reference.requires_grad_(False)
         return reference
 
@@ -320,10 +329,24 @@ class DiffusionRLTrainer(BaseTrainer):
 
     @contextmanager
     def _model_for_sampling(self):
-        """The unwrapped model in eval mode (no dropout), with ZeRO-3 weights gathered once for the whole call."""
-        with unwrap_model_for_generation(
-            self.model_wrapped, self.accelerator, gather_deepspeed3_params=self.args.ds3_gather_for_generation
-        ) as model:
+        """The unwrapped model in eval mode (no dropout), with ZeRO-3 weights gathered once for the whole call.
+
+        Under ZeRO-3 the frozen reference is gathered too: the samplers make a data-dependent number of denoiser calls
+        (e.g. the CTMC runs as many steps as the most-masked row of *this* rank), so per-forward all-gathers would
+        pair up differently on each rank and deadlock.
+        """
+        zero3 = self.is_deepspeed_enabled and self.accelerator.state.deepspeed_plugin.zero_stage == 3
+        if zero3 and not self.args.ds3_gather_for_generation:
+            raise NotImplementedError(
+                "ds3_gather_for_generation=False is not supported: the number of denoiser calls per sampling call "
+                "differs across ranks, so sharded forwards would deadlock."
+            )
+        with (
+            unwrap_model_for_generation(self.model_wrapped, self.accelerator) as model,
+            unwrap_model_for_generation(self.ref_model, self.accelerator)
+            if zero3 and self.ref_model is not None
+            else contextlib.nullcontext(),
+        ):
             was_training = model.training
             model.eval()
             try:
@@ -556,14 +579,16 @@ class DiffusionRLTrainer(BaseTrainer):
         self.generator.set_state(state["generator"])
 
     def _save_checkpoint(self, model, trial):
+        # As TRL's trainers do, refresh the output folder's model card: `push_to_hub` checkpoint pushes upload it.
+        self.create_model_card(model_name=(self.args.hub_model_id or Path(self.args.output_dir).name).split("/")[-1])
+        if not self.args.save_only_model:
+            # Written before the Trainer saves the checkpoint, because with `hub_strategy="checkpoint"` or
+            # `"all_checkpoints"` it starts uploading the folder at the end of `super()._save_checkpoint`.
+            folder = os.path.join(self._get_output_dir(trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            os.makedirs(folder, exist_ok=True)
+            state_file = os.path.join(folder, SAMPLER_STATE_FILE.format(rank=self.args.process_index))
+            torch.save(self._sampler_state_dict(), state_file)
         super()._save_checkpoint(model, trial)
-        if self.args.save_only_model:
-            return
-        folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
-        os.makedirs(folder, exist_ok=True)
-        torch.save(
-            self._sampler_state_dict(), os.path.join(folder, SAMPLER_STATE_FILE.format(rank=self.args.process_index))
-        )
 
     def _load_rng_state(self, checkpoint: str | None) -> None:
         # The Trainer calls this once when it resumes, after skipping the batches already trained on.
@@ -575,6 +600,24 @@ class DiffusionRLTrainer(BaseTrainer):
             logger.warning(f"No {os.path.basename(path)} in {checkpoint}: the sampler state starts fresh.")
             return
         self._load_sampler_state_dict(torch.load(path, weights_only=True))
+
+    # ------------------------------------------------------------------ hub
+
+    def create_model_card(
+        self, model_name: str | None = None, dataset_name: str | None = None, tags: str | list[str] | None = None
+    ) -> None:
+        """Write `README.md` in the output folder: TRL's card with a quick start that can run a diffusion LM.
+
+        Args:
+            model_name: the card's title (the output folder's name by default).
+            dataset_name: hub id or local path of the training data.
+            tags: extra tags, besides the trainer's `_tag_names`.
+        """
+        if not self.is_world_process_zero():
+            return
+        card = build_model_card(self, model_name=model_name, dataset_name=dataset_name, tags=tags)
+        os.makedirs(self.args.output_dir, exist_ok=True)
+        card.save(os.path.join(self.args.output_dir, "README.md"))
 
 
 class _EpochSeededRepeatSampler(RepeatSampler):

@@ -1,0 +1,156 @@
+"""The `trl-dam` console script (`trl_dam.scripts.dam`): parsing, datasets and rewards, and a 1-step run."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import pytest
+from huggingface_hub import ModelCard
+
+from trl_dam.models import build_char_tokenizer, build_tiny_masked_lm
+from trl_dam.rewards import strict_format_reward, sudoku_format_reward, sudoku_reward, xml_count_reward
+from trl_dam.scripts.dam import main, make_parser, make_trainer, resolve_reward_funcs
+
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
+
+PROMPTS = ["abc", "de", "fgh a", "h", "bb", "cab", "g", "ef"]
+# Small enough for a CPU step; `--use_cpu --bf16 False` as every CPU test does.
+TRAINING_FLAGS = [
+    "--use_cpu",
+    "--bf16",
+    "False",
+    "--report_to",
+    "none",
+    "--disable_tqdm",
+    "True",
+    "--per_device_train_batch_size",
+    "4",
+    "--num_generations",
+    "2",
+    "--max_completion_length",
+    "4",
+    "--beta",
+    "0.05",
+    "--logging_steps",
+    "1",
+]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A tiny LLaDA-shaped model and its tokenizer in a local folder, as `--model_name_or_path` takes it."""
+    path = tmp_path_factory.mktemp("tiny-llada")
+    tokenizer = build_char_tokenizer("abcdefgh 0123456789+-*/=<>:\n", chat_template=None)
+    build_tiny_masked_lm(tokenizer, kind="llada", seed=0).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+def parse(*args: str):
+    return make_parser().parse_args_and_config(args=list(args))
+
+
+def test_main_trains_one_step_and_writes_weights_and_card(tmp_path, model_dir, monkeypatch):
+    data = tmp_path / "prompts.jsonl"
+    data.write_text("".join(json.dumps({"prompt": p, "target": "a"}) + "\n" for p in PROMPTS))
+    # A reward by import path, resolved from the working directory as TRL's scripts do.
+    (tmp_path / "my_rewards.py").write_text(
+        "def frac_target(completions, target, **kwargs):\n"
+        "    return [c.count(t) / len(c) if c else 0.0 for c, t in zip(completions, target)]\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    output_dir = tmp_path / "out"
+    script_args, training_args, model_args = parse(
+        "--model_name_or_path",
+        model_dir,
+        "--dataset_name",
+        str(data),
+        "--reward_funcs",
+        "my_rewards.frac_target",
+        "xml_count_reward",
+        "--output_dir",
+        str(output_dir),
+        "--max_steps",
+        "1",
+        *TRAINING_FLAGS,
+    )
+    trainer = main(script_args, training_args, model_args)
+
+    assert trainer.reward_func_names == ["frac_target", "xml_count_reward"]
+    assert trainer.state.global_step == 1 and "loss" in trainer.state.log_history[0]
+    files = set(os.listdir(output_dir))
+    assert {"model.safetensors", "config.json", "tokenizer.json", "README.md", "training_args.bin"} <= files
+    card = ModelCard.load(output_dir / "README.md")
+    assert "dam" in card.data.tags and card.data.datasets is None  # a local file is named, not linked
+    assert f"`{data}`" in card.text and "low_confidence_decode" in card.text
+    assert 'prompt = tokenizer("What is 7 + 5?"' in card.text  # the tokenizer has no chat template
+
+
+def test_task_shortcuts_build_dataset_and_rewards(tmp_path, model_dir):
+    common = ["--model_name_or_path", model_dir, "--output_dir", str(tmp_path), *TRAINING_FLAGS]
+    trainer = make_trainer(*parse("--task", "sudoku", "--max_train_samples", "6", *common))
+    assert trainer.reward_funcs == [sudoku_reward, sudoku_format_reward]
+    assert len(trainer.train_dataset) == 6 and {"prompt", "solution"} <= set(trainer.train_dataset.column_names)
+    assert trainer.eval_dataset is None
+
+    trainer = make_trainer(
+        *parse(
+            "--task",
+            "countdown",
+            "--max_train_samples",
+            "4",
+            "--max_eval_samples",
+            "3",
+            "--eval_strategy",
+            "steps",
+            "--reward_funcs",
+            "countdown_reward",
+            "strict_format_reward",
+            *common,
+        )
+    )
+    assert [f.__name__ for f in trainer.reward_funcs] == ["countdown_reward", "strict_format_reward"]
+    assert (len(trainer.train_dataset), len(trainer.eval_dataset)) == (4, 3)
+    assert {"numbers", "target"} <= set(trainer.train_dataset.column_names)
+
+
+def test_resolve_reward_funcs(tmp_path):
+    assert resolve_reward_funcs(["strict_format_reward", "sudoku"]) == [
+        strict_format_reward,
+        sudoku_reward,
+        sudoku_format_reward,
+    ]
+    assert resolve_reward_funcs(["trl_dam.rewards.xml_count_reward"]) == [xml_count_reward]
+    # Reward models stay strings; the trainer loads them as sequence classifiers.
+    assert resolve_reward_funcs(["org/reward-model", str(tmp_path)]) == ["org/reward-model", str(tmp_path)]
+    with pytest.raises(ValueError, match="Unknown reward function 'nope'"):
+        resolve_reward_funcs(["nope"])
+
+
+def test_yaml_config_and_lora_defaults(tmp_path):
+    config = tmp_path / "recipe.yaml"
+    config.write_text(
+        "task: countdown\nbeta: 0.1\nnum_generations: 4\nper_device_train_batch_size: 8\nuse_peft: true\n"
+    )
+    script_args, training_args, model_args = parse(
+        "--config", str(config), "--output_dir", str(tmp_path), "--beta", "0.2", "--use_cpu", "--bf16", "False"
+    )
+    assert script_args.task == "countdown" and training_args.num_generations == 4
+    assert training_args.beta == 0.2  # the command line wins over the file
+    assert model_args.use_peft and model_args.lora_task_type is None  # a plain PeftModel fits diffusion LMs
+
+
+def test_console_script_help():
+    executable = shutil.which("trl-dam")
+    command = [executable] if executable else [sys.executable, "-m", "trl_dam.scripts.dam"]
+    result = subprocess.run([*command, "--help"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for flag in ("--model_name_or_path", "--task", "--reward_funcs", "--beta", "--use_peft"):
+        assert flag in result.stdout
