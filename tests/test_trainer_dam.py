@@ -395,7 +395,7 @@ def test_reward_model_and_model_path(tmp_path, tokenizer):
             num_labels=1,
             pad_token_id=tokenizer.pad_token_id,
         )
-    )
+    ).train()
     path = tmp_path / "tiny"
     tiny_model(tokenizer).save_pretrained(path)
     tokenizer.save_pretrained(path)
@@ -409,6 +409,8 @@ def test_reward_model_and_model_path(tmp_path, tokenizer):
         reward_processing_classes=[None, tokenizer],
     )
     assert trainer.reward_func_names == ["frac_a", "BertForSequenceClassification"]  # in-memory: the class name
+    # Built in code it starts in training mode; scoring it with dropout on would make rewards random.
+    assert not reward_model.training and not any(p.requires_grad for p in reward_model.parameters())
     trainer.train()
     assert history(trainer, f"rewards/{trainer.reward_func_names[1]}/mean")
 

@@ -436,6 +436,8 @@ class DiffusionRLTrainer(BaseTrainer):
             raise ValueError(f"Got {len(classes)} reward processing classes for {len(funcs)} reward functions.")
         for i, (func, proc) in enumerate(zip(funcs, classes)):
             if isinstance(func, PreTrainedModel):
+                # A reward model built in code arrives in training mode; scoring must not use dropout.
+                func.eval().requires_grad_(False)
                 proc = proc or AutoTokenizer.from_pretrained(get_config_model_id(func.config))
                 if proc.pad_token_id is None:
                     proc.pad_token = proc.eos_token
