@@ -5,6 +5,8 @@ __version__ = "0.1.0.dev0"
 _LAZY = {
     "DAMConfig": "trl_dam.trainers",
     "DAMTrainer": "trl_dam.trainers",
+    "DiffuGRPOConfig": "trl_dam.trainers",
+    "DiffuGRPOTrainer": "trl_dam.trainers",
     "DiffusionRLConfig": "trl_dam.trainers",
     "DiffusionRLTrainer": "trl_dam.trainers",
 }
