@@ -257,7 +257,7 @@ def main(script_args: SudokuScriptArguments, training_args: DAMConfig, model_arg
         tokenizer = AutoTokenizer.from_pretrained(
             model_args.model_name_or_path,
             revision=model_args.model_revision,
-            trust_remote_code=training_args.trust_remote_code,
+            trust_remote_code=bool(training_args.trust_remote_code),
             padding_side="left",
         )
         model_init_kwargs = {
