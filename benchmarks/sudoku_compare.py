@@ -44,9 +44,9 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer, TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
 from trl_dam.core import svdd_decode
+from trl_dam.evaluation import completion_texts, decode_completions, eos_token_ids
 from trl_dam.rewards.sudoku import sudoku_compact_format_reward, sudoku_reward
-from trl_dam.sudoku_demo import decode_completions, score_completions
-from trl_dam.sudoku_demo.evaluation import completion_texts, eos_token_ids
+from trl_dam.sudoku_demo import score_completions
 from trl_dam.tasks.sudoku import generate_sudoku_dataset
 from trl_dam.trainers import DAMConfig, DAMTrainer, DiffuGRPOConfig, DiffuGRPOTrainer
 
@@ -260,13 +260,13 @@ def get_base(example, args) -> tuple[torch.nn.Module, object, dict]:
 @torch.no_grad()
 def svdd_base(base, tokenizer, rows, num_candidates: int, alpha: float, seed: int) -> dict:
     """SVDD-PM decoding of the base with the training reward (which reads the puzzle's solution: an oracle reward)."""
+    from trl_dam.evaluation import prompt_canvas, tokenize_prompts
     from trl_dam.models import resolve_adapter
-    from trl_dam.sudoku_demo.evaluation import _canvas, _tokenize_prompts
 
     adapter = resolve_adapter(base, tokenizer)
     eos = eos_token_ids(tokenizer, base)
-    prompt_ids = _tokenize_prompts(tokenizer, rows["prompt"])
-    x = _canvas(prompt_ids, BUDGET, tokenizer.pad_token_id, adapter.mask_token_id)
+    prompt_ids = tokenize_prompts(tokenizer, rows["prompt"])
+    x = prompt_canvas(prompt_ids, BUDGET, tokenizer.pad_token_id, adapter.mask_token_id)
     calls = 0
     funcs = [sudoku_reward, sudoku_compact_format_reward]
 

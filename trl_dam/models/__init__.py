@@ -24,7 +24,7 @@ from .adapters import (
     resolve_mask_token_id,
     unwrap_model,
 )
-from .loading import load_diffusion_lm, select_auto_class
+from .loading import is_adapter_folder, load_diffusion_lm, select_auto_class
 from .tiny import DEFAULT_CHAT_TEMPLATE, TINY_KINDS, build_char_tokenizer, build_tiny_masked_lm
 from .tiny_dream import TINY_DREAM_MODEL_TYPE, TinyDreamConfig, TinyDreamModel
 from .tiny_llada import TINY_LLADA_MODEL_TYPE, TinyLLaDAConfig, TinyLLaDAModelLM
@@ -59,6 +59,7 @@ __all__ = [
     "build_char_tokenizer",
     "build_tiny_masked_lm",
     "detect_model_kind",
+    "is_adapter_folder",
     "load_diffusion_lm",
     "resolve_adapter",
     "resolve_mask_token_id",

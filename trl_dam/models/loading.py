@@ -59,6 +59,13 @@ def select_auto_class(config: PretrainedConfig) -> type:
     }[kind]
 
 
+def is_adapter_folder(path: str | os.PathLike) -> bool:
+    """Whether `path` is a local folder holding a PEFT adapter and no full model."""
+    return os.path.isfile(os.path.join(path, "adapter_config.json")) and not os.path.isfile(
+        os.path.join(path, "config.json")
+    )
+
+
 def load_diffusion_lm(
     model_name_or_path: str | os.PathLike,
     *,
@@ -79,10 +86,22 @@ def load_diffusion_lm(
         **kwargs: forwarded to `from_pretrained` (e.g. `revision`, `attn_implementation`, `device_map`); hub-location
             keywords (`revision`, `cache_dir`, `token`, `local_files_only`, ...) are also used to read the config.
 
+    A local folder holding only a PEFT adapter (`adapter_config.json`, no `config.json`, as a LoRA run's
+    `save_model` writes it) loads its base (`base_model_name_or_path` of the adapter config, with the same
+    arguments) and wraps it in a `PeftModel` with the adapter attached, unmerged (as d1 evaluates its checkpoints).
+
     Returns:
-        The model, in eval mode as `from_pretrained` leaves it. Remember to `import trl_dam.models` before loading a
+        The model (a `PeftModel` for an adapter folder), in eval mode as `from_pretrained` leaves it. Remember to `import trl_dam.models` before loading a
         checkpoint of the project's tiny models with plain transformers auto classes: importing registers them.
     """
+    if is_adapter_folder(model_name_or_path):
+        from peft import PeftConfig, PeftModel
+
+        base_path = PeftConfig.from_pretrained(model_name_or_path).base_model_name_or_path
+        base = load_diffusion_lm(
+            base_path, torch_dtype=torch_dtype, trust_remote_code=trust_remote_code, model_class=model_class, **kwargs
+        )
+        return PeftModel.from_pretrained(base, model_name_or_path)
     hub_kwargs = {key: kwargs[key] for key in HUB_KWARGS if key in kwargs}
     config_dict, _ = PretrainedConfig.get_config_dict(model_name_or_path, **hub_kwargs)
     model_type = str(config_dict.get("model_type", "") or "")

@@ -1,14 +1,8 @@
 r"""Held-out evaluation of a Sudoku denoiser at several completion budgets, and the accuracy of the optimum p*.
 
-Two decoders (both from :mod:`trl_dam.core.sampling`):
-
-* ``"low_confidence"``: d1's evaluation protocol, LLaDA's semi-autoregressive low-confidence remasking at
-  temperature 0 with ``budget / 2`` denoiser calls (two tokens per call) and blocks of ``block_length`` tokens;
-* ``"ctmc"``: one sample of the exact masked CTMC (random unmasking order, temperature 1), i.e. the model's own
-  distribution, which is what DAM's objective is about.
-
-Accuracy is d1's Sudoku accuracy, the fraction of empty cells filled correctly (micro-averaged), plus the fraction
-of puzzles fully solved; completions are cut after their first end-of-sequence token and parsed with
+Decoding is :func:`trl_dam.evaluation.decode_completions` (d1's greedy low-confidence protocol, or exact CTMC
+samples). Accuracy is d1's Sudoku accuracy, the fraction of empty cells filled correctly (micro-averaged), plus the
+fraction of puzzles fully solved; completions are cut after their first end-of-sequence token and parsed with
 :func:`trl_dam.tasks.sudoku.extract_sudoku_grid` (the first 16 digits), exactly as the trainer hands them to the
 reward and as ``load_metric("sudoku_accuracy")`` scores them.
 
@@ -19,36 +13,39 @@ estimated per puzzle by self-normalised importance sampling of base samples :mat
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from trl_dam.core import low_confidence_decode, sample_ctmc
-from trl_dam.models import resolve_adapter
+from trl_dam.evaluation.decoding import (
+    DECODERS,
+    base_for_generation,
+    completion_texts,
+    decode_completions,
+    eos_token_ids,
+    policy_for_generation,
+)
 from trl_dam.tasks.sudoku import extract_sudoku_grid, score_sudoku_grid
 
 __all__ = [
     "DECODERS",
-    "base_for_generation",
-    "policy_for_generation",
     "OptimumEstimate",
     "SudokuScores",
+    "base_for_generation",
+    "completion_texts",
     "decode_completions",
     "estimate_optimum_accuracy",
+    "eos_token_ids",
     "evaluate_budgets",
     "format_results_table",
+    "policy_for_generation",
     "score_completions",
-    "completion_texts",
-    "eos_token_ids",
     "snis_mean",
     "total_rewards",
 ]
-
-DECODERS = ("low_confidence", "ctmc")
 
 
 @dataclass
@@ -72,137 +69,6 @@ def score_completions(texts: Sequence[str], puzzles: Sequence[str], solutions: S
         correct, total, solved = correct + hits, total + blanks, solved + (grid == solution)
     n = len(texts)
     return SudokuScores(correct / total if total else 0.0, solved / n if n else 0.0, n)
-
-
-# ---------------------------------------------------------------------------------------------- tokenisation
-
-
-def _tokenize_prompts(tokenizer, prompts: Sequence[Any], chat_template_kwargs: dict | None = None) -> list[list[int]]:
-    """Prompt ids as the trainer builds them (chat template with generation prompt for conversational prompts)."""
-    if isinstance(prompts[0], list):
-        out = tokenizer.apply_chat_template(
-            list(prompts), add_generation_prompt=True, tokenize=True, return_dict=True, **(chat_template_kwargs or {})
-        )
-        return [list(ids) for ids in out["input_ids"]]
-    return [list(ids) for ids in tokenizer(list(prompts))["input_ids"]]
-
-
-def _canvas(prompt_ids: Sequence[Sequence[int]], budget: int, pad_id: int, mask_id: int) -> Tensor:
-    """``LongTensor[n, P + budget]``: prompts left-padded to a common width, then ``budget`` mask tokens."""
-    width = max(len(ids) for ids in prompt_ids)
-    x = torch.full((len(prompt_ids), width + budget), pad_id, dtype=torch.long)
-    x[:, width:] = mask_id
-    for row, ids in enumerate(prompt_ids):
-        x[row, width - len(ids) : width] = torch.tensor(ids, dtype=torch.long)
-    return x
-
-
-def eos_token_ids(tokenizer, model=None) -> list[int]:
-    """End-of-sequence ids: the tokenizer's and the model's generation config's (as the trainer cuts completions)."""
-    model_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    model_eos = model_eos if isinstance(model_eos, list) else [model_eos]
-    return sorted({tokenizer.eos_token_id, *model_eos} - {None})
-
-
-def completion_texts(tokenizer, completion_ids: Tensor, eos_ids: Sequence[int]) -> list[str]:
-    """Cut each completion after its first end-of-sequence token and decode it without special tokens."""
-    is_eos = torch.isin(completion_ids, torch.tensor(list(eos_ids), device=completion_ids.device))
-    lengths = torch.where(is_eos.any(1), is_eos.int().argmax(1) + 1, completion_ids.shape[1])
-    rows = [row[:n].tolist() for row, n in zip(completion_ids, lengths.tolist())]
-    return tokenizer.batch_decode(rows, skip_special_tokens=True)
-
-
-# ---------------------------------------------------------------------------------------------- decoding
-
-
-def _denoiser(model, adapter, pad_id: int, disable_adapter: bool) -> Callable[[Tensor], Tensor]:
-    """``x -> logits`` with the left padding of ``x`` masked out (the trainer's convention)."""
-
-    def logits_fn(x: Tensor) -> Tensor:
-        real = (x != pad_id).cumsum(1) > 0
-        attention_mask = None if bool(real.all()) else real.long()
-        context = model.disable_adapter() if disable_adapter else nullcontext()
-        with context:
-            return adapter.logits(model, x, attention_mask)
-
-    return logits_fn
-
-
-@torch.no_grad()
-def decode_completions(
-    model,
-    tokenizer,
-    prompts: Sequence[Any],
-    budget: int,
-    *,
-    decoder: str = "low_confidence",
-    block_length: int | None = None,
-    steps: int | None = None,
-    num_samples: int = 1,
-    batch_size: int = 256,
-    generator: torch.Generator | None = None,
-    disable_adapter: bool = False,
-    chat_template_kwargs: dict | None = None,
-    tokens_per_step: int = 1,
-    accelerator=None,
-) -> list[str]:
-    """Complete every prompt with a ``budget``-token canvas and return the completion texts.
-
-    Args:
-        model: the denoiser (any model :func:`~trl_dam.models.resolve_adapter` supports); put in eval mode for the
-            call and restored afterwards.
-        tokenizer: its tokenizer (``pad``, ``eos`` and ``mask`` ids).
-        prompts: plain-text or conversational prompts.
-        budget: completion length in tokens.
-        decoder: ``"low_confidence"`` (d1's greedy protocol) or ``"ctmc"`` (one exact model sample per prompt).
-        block_length: block size of ``"low_confidence"`` (default: the whole canvas); clipped to ``budget``.
-        steps: denoiser calls of ``"low_confidence"`` (default ``budget // 2``, d1's two tokens per call).
-        num_samples: completions per prompt (``"ctmc"``), returned prompt-major (``n * num_samples`` texts).
-        batch_size: sequences per decoder call.
-        generator: CPU generator of the CTMC sampler.
-        disable_adapter: decode with the PEFT adapters disabled (the base model of a LoRA run).
-        chat_template_kwargs: for conversational prompts.
-        tokens_per_step: tokens the ``"ctmc"`` sampler reveals per call (1: the exact jump chain).
-        accelerator: with several processes, each decodes a contiguous shard of the prompts and the texts are
-            gathered (in order) on every process.
-    """
-    if decoder not in DECODERS:
-        raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}.")
-    adapter = resolve_adapter(model, tokenizer)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    prompt_ids = _tokenize_prompts(tokenizer, prompts, chat_template_kwargs)
-    prompt_ids = [ids for ids in prompt_ids for _ in range(num_samples)]
-    sharded = accelerator is not None and accelerator.num_processes > 1
-    if sharded:
-        with accelerator.split_between_processes(prompt_ids) as shard:
-            prompt_ids = list(shard)
-    device = next(model.parameters()).device
-    logits_fn = _denoiser(model, adapter, pad_id, disable_adapter)
-    block = min(block_length or budget, budget)
-    calls = steps or max(1, budget // 2)
-    eos_ids = eos_token_ids(tokenizer, model)
-    was_training = model.training
-    model.eval()
-    texts: list[str] = []
-    try:
-        for i in range(0, len(prompt_ids), batch_size):
-            x = _canvas(prompt_ids[i : i + batch_size], budget, pad_id, adapter.mask_token_id).to(device)
-            if decoder == "low_confidence":
-                final = low_confidence_decode(
-                    logits_fn, x, adapter.mask_token_id, steps=calls, block_length=block, temperature=0.0
-                )
-            else:
-                final = sample_ctmc(
-                    logits_fn, x, adapter.mask_token_id, tokens_per_step=tokens_per_step, generator=generator
-                ).final
-            texts += completion_texts(tokenizer, final[:, -budget:], eos_ids)
-    finally:
-        model.train(was_training)
-    if sharded:
-        from accelerate.utils import gather_object
-
-        texts = gather_object(texts)
-    return texts
 
 
 def evaluate_budgets(
@@ -371,36 +237,6 @@ def estimate_optimum_accuracy(
         num_samples=num_samples,
         per_puzzle_cell_accuracy=(expected_cells / blanks_t).tolist(),
     )
-
-
-# ---------------------------------------------------------------------------------------------- trainer models
-
-
-@contextmanager
-def policy_for_generation(trainer) -> Iterator[tuple[Any, bool]]:
-    """``(model, disable_adapter)`` for decoding with a trainer's current policy (DeepSpeed/DDP unwrapped, ZeRO-3
-    weights gathered)."""
-    from trl.models import unwrap_model_for_generation
-
-    with unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator) as model:
-        yield model, False
-
-
-@contextmanager
-def base_for_generation(trainer) -> Iterator[tuple[Any, bool]]:
-    """``(model, disable_adapter)`` for decoding with a trainer's base (reference) model: the policy network with its
-    adapters disabled under PEFT, else the trainer's frozen reference copy."""
-    from accelerate.utils import is_peft_model
-    from trl.models import unwrap_model_for_generation
-
-    if trainer.ref_model is None:
-        with unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator) as model:
-            if not is_peft_model(model):
-                raise ValueError("The trainer has neither a reference model nor PEFT adapters to disable.")
-            yield model, True
-        return
-    with unwrap_model_for_generation(trainer.ref_model, trainer.accelerator) as model:
-        yield model, False
 
 
 # ---------------------------------------------------------------------------------------------- report

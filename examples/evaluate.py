@@ -1,0 +1,200 @@
+# Copyright 2026 The trl_dam developers. Apache-2.0.
+"""Evaluate masked diffusion LMs on d1's tasks at generation lengths 128, 256 and 512: the DAM paper's table.
+
+d1's protocol: evaluation prompts (`--prompt_style d1_eval`) with `"<reasoning>"` prefilled after the chat template,
+LLaDA low-confidence remasking at temperature 0 in blocks of 32 tokens, length / 2 denoiser calls (two tokens per
+call); scores from the `evaluate` metric modules of `trl_dam.metrics`. Every model is a hub id, a local folder, or
+a LoRA adapter folder (loaded on its base, unmerged, as d1 does):
+
+    accelerate launch examples/evaluate.py \\
+        --model_name_or_path GSAI-ML/LLaDA-8B-Instruct outputs/sudoku-dam \\
+        --model_labels LLaDA-8B-Instruct "+ DAM" --tasks sudoku countdown gsm8k math500 --dtype bfloat16
+
+The tiny model of the embedded Sudoku demo (after `python examples/sudoku.py`), in its compact format and at 1x, 2x
+and 4x its 16-token training budget:
+
+    python examples/evaluate.py --model_name_or_path outputs/sudoku-dam-tiny --tasks sudoku \\
+        --prompt_style compact --generation_lengths 16 32 64 --block_length 16 --batch_size 256
+
+Prints one row per model and one column per task and length (the task's score in %), and with `--output_file`
+writes the scores, the settings and every completion as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import torch
+from accelerate import PartialState
+from transformers import AutoTokenizer
+from trl import TrlParser
+
+from trl_dam.evaluation import (
+    D1_BLOCK_LENGTH,
+    D1_GENERATION_LENGTHS,
+    TASK_EVALUATIONS,
+    evaluate_generation_lengths,
+    format_length_table,
+    load_eval_dataset,
+)
+from trl_dam.models import is_adapter_folder, load_diffusion_lm
+
+
+@dataclass
+class EvaluateScriptArguments:
+    """Models, tasks and decoding settings of the evaluation (defaults: d1's protocol)."""
+
+    model_name_or_path: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Models to evaluate: hub ids, local folders, or LoRA adapter folders (loaded on their base)."
+        },
+    )
+    model_labels: list[str] | None = field(
+        default=None, metadata={"help": "Row labels of the table, one per model (default: the paths)."}
+    )
+    tasks: list[str] = field(
+        default_factory=lambda: ["sudoku"],
+        metadata={"help": "Tasks to evaluate.", "choices": list(TASK_EVALUATIONS)},
+    )
+    generation_lengths: list[int] = field(
+        default_factory=lambda: list(D1_GENERATION_LENGTHS),
+        metadata={"help": "Completion lengths in tokens (d1: 128 256 512)."},
+    )
+    block_length: int = field(
+        default=D1_BLOCK_LENGTH, metadata={"help": "Block size of the low-confidence decoder (d1: 32)."}
+    )
+    tokens_per_step: int = field(
+        default=2, metadata={"help": "Tokens committed per denoiser call: diffusion steps = length / this (d1: 2)."}
+    )
+    prompt_style: str = field(
+        default="d1_eval",
+        metadata={"help": "'d1_eval' (d1's evaluation prompts), 'd1' (its training prompts) or 'compact' (tiny)."},
+    )
+    prefill: str | None = field(
+        default=None,
+        metadata={"help": "Text forced at the start of each completion (default: '<reasoning>' for chat prompts)."},
+    )
+    num_problems: int | None = field(
+        default=None,
+        metadata={"help": "Generated tasks: problems to generate (256); GSM8K/MATH500: keep the first N (all)."},
+    )
+    puzzle_seed: int = field(
+        default=1, metadata={"help": "Seed of the generated Sudoku/Countdown problems (1: the demo's held-out set)."}
+    )
+    dataset_name: str | None = field(
+        default=None,
+        metadata={"help": "GSM8K/MATH500 source: a hub id, a local folder or a data file (default: the hub set)."},
+    )
+    batch_size: int = field(default=8, metadata={"help": "Sequences per decoder call (d1: 8; 4 at 512 tokens)."})
+    dtype: str = field(
+        default="auto", metadata={"help": "Weight dtype: 'auto' (the checkpoint's), 'bfloat16', 'float32', ..."}
+    )
+    trust_remote_code: bool | None = field(
+        default=None,
+        metadata={"help": "Remote model code: None allows it for LLaDA/Dream checkpoints only (with a warning)."},
+    )
+    output_file: str | None = field(
+        default=None, metadata={"help": "JSON file for the scores, the settings and every completion."}
+    )
+
+
+def load_model_and_tokenizer(path: str, args: EvaluateScriptArguments):
+    """The model (a `PeftModel` for an adapter folder) and its tokenizer (the adapter folder's, else its base's)."""
+    model = load_diffusion_lm(path, torch_dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+    tokenizer_path = path
+    if is_adapter_folder(path) and not os.path.isfile(os.path.join(path, "tokenizer_config.json")):
+        tokenizer_path = model.peft_config["default"].base_model_name_or_path
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path, trust_remote_code=bool(args.trust_remote_code))
+    return model, tokenizer
+
+
+def main(args: EvaluateScriptArguments) -> dict:
+    if not args.model_name_or_path:
+        raise ValueError("Pass --model_name_or_path with at least one model (hub id, folder or adapter folder).")
+    labels = args.model_labels or args.model_name_or_path
+    if len(labels) != len(args.model_name_or_path):
+        raise ValueError(
+            f"{len(labels)} --model_labels for {len(args.model_name_or_path)} models: give one label per model."
+        )
+    state = PartialState()
+    datasets_by_task = {
+        task: load_eval_dataset(
+            task,
+            args.num_problems,
+            prompt_style=args.prompt_style,
+            seed=args.puzzle_seed,
+            dataset_name=args.dataset_name,
+        )
+        for task in args.tasks
+    }
+    results: dict = {}
+    seconds: dict[str, float] = {}
+    for label, path in zip(labels, args.model_name_or_path, strict=True):
+        start = time.perf_counter()
+        model, tokenizer = load_model_and_tokenizer(path, args)
+        model.to(state.device)
+        results[label] = {
+            task: evaluate_generation_lengths(
+                model,
+                tokenizer,
+                task,
+                dataset,
+                args.generation_lengths,
+                block_length=args.block_length,
+                tokens_per_step=args.tokens_per_step,
+                prefill=args.prefill,
+                batch_size=args.batch_size,
+                accelerator=state,
+                progress=lambda message, label=label: state.print(f"[{label}] {message}"),
+            )
+            for task, dataset in datasets_by_task.items()
+        }
+        seconds[label] = time.perf_counter() - start
+        del model
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    state.print(format_length_table(results))
+    summary = {
+        "settings": asdict(args),
+        "seconds": seconds,
+        "results": {
+            label: {
+                task: {
+                    str(length): {"scores": r.scores, "main_score": r.main_score, "seconds": r.seconds}
+                    for length, r in per_length.items()
+                }
+                for task, per_length in per_task.items()
+            }
+            for label, per_task in results.items()
+        },
+    }
+    if args.output_file and state.is_main_process:
+        completions = {
+            label: {
+                task: {str(length): r.completions for length, r in per_length.items()}
+                for task, per_length in per_task.items()
+            }
+            for label, per_task in results.items()
+        }
+        os.makedirs(os.path.dirname(os.path.abspath(args.output_file)), exist_ok=True)
+        with open(args.output_file, "w") as f:
+            json.dump(summary | {"completions": completions}, f, indent=2)
+        state.print(f"Scores and completions written to {args.output_file}")
+    return summary
+
+
+def make_parser() -> TrlParser:
+    return TrlParser((EvaluateScriptArguments,))
+
+
+if __name__ == "__main__":
+    (script_args,) = make_parser().parse_args_and_config(sys.argv[1:])
+    main(script_args)

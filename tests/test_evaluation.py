@@ -1,0 +1,219 @@
+"""d1's benchmark protocol (`trl_dam.evaluation`) and `examples/evaluate.py`: prompt prefill, exact scores of an
+oracle denoiser at every generation length, the number of denoiser calls, and the script end to end on tiny models
+(full checkpoints, a LoRA adapter folder, generated and locally loaded tasks)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import string
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import BertForMaskedLM
+from transformers.modeling_outputs import MaskedLMOutput
+
+from trl_dam.evaluation import (
+    TASK_EVALUATIONS,
+    decode_completions,
+    evaluate_generation_lengths,
+    format_length_table,
+    load_eval_dataset,
+    tokenize_prompts,
+)
+from trl_dam.models import build_char_tokenizer, build_tiny_masked_lm, load_diffusion_lm
+from trl_dam.sudoku_demo import SUDOKU_PROMPT_PREFIX, build_sudoku_model, build_sudoku_tokenizer
+from trl_dam.tasks import countdown_is_correct, gsm8k_is_correct, solve_sudoku
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("evaluate_example", ROOT / "examples" / "evaluate.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+# ---------------------------------------------------------------------------------------------- prompts
+
+
+def test_tokenize_prompts_appends_the_prefill_after_the_chat_template():
+    tokenizer = build_char_tokenizer(string.printable)
+    chat = [[{"role": "user", "content": "2+2?"}], [{"role": "user", "content": "a longer question"}]]
+    plain_ids = tokenize_prompts(tokenizer, chat)
+    prefilled = tokenize_prompts(tokenizer, chat, prefill="<reasoning>")
+    reasoning = tokenizer("<reasoning>", add_special_tokens=False)["input_ids"]
+    for ids, with_prefill in zip(plain_ids, prefilled):
+        assert with_prefill == ids + reasoning  # the template's own tokens once, then the prefill
+    rendered = tokenizer.apply_chat_template(chat[0], add_generation_prompt=True, tokenize=False)
+    assert tokenizer.decode(prefilled[0]) == rendered + "<reasoning>"
+    assert tokenize_prompts(tokenizer, ["ab"], prefill="c") == tokenize_prompts(tokenizer, ["abc"])
+
+
+# ---------------------------------------------------------------------------------------------- oracle scores
+
+
+class SudokuOracleForMaskedLM(BertForMaskedLM):
+    """Reads the puzzle from the compact prompt and puts all its mass on the solved grid (then end-of-sequence),
+    except a blank cell 0, where it writes a wrong digit; counts its forward calls."""
+
+    def __init__(self, config, tokenizer):
+        super().__init__(config)
+        self.prefix_id = tokenizer.convert_tokens_to_ids(SUDOKU_PROMPT_PREFIX)
+        self.digit_ids = tokenizer.convert_tokens_to_ids(list("0123456789"))
+        self.id_to_digit = {token: str(d) for d, token in enumerate(self.digit_ids)}
+        self.eos_id = tokenizer.eos_token_id
+        self.calls = 0
+
+    def forward(self, input_ids=None, attention_mask=None, **kwargs):
+        self.calls += 1
+        batch, length = input_ids.shape
+        logits = torch.zeros(batch, length, self.config.vocab_size)
+        for row in range(batch):
+            start = (input_ids[row] == self.prefix_id).nonzero()[0, 0].item() + 1
+            puzzle = "".join(self.id_to_digit[t] for t in input_ids[row, start : start + 16].tolist())
+            answer = list(solve_sudoku(puzzle))
+            if puzzle[0] == "0":
+                answer[0] = str(int(answer[0]) % 4 + 1)  # a wrong digit
+            completion = start + 17  # after the 16 digits and the newline
+            for cell, digit in enumerate(answer):
+                logits[row, completion + cell, self.digit_ids[int(digit)]] = 20.0
+            logits[row, completion + 16 :, self.eos_id] = 20.0
+        return MaskedLMOutput(logits=logits)
+
+
+@pytest.mark.parametrize("lengths, block_length", [((16, 32, 64), 16), ((32, 64), 32)])
+def test_oracle_scores_are_exact_at_every_length_with_length_over_two_calls(lengths, block_length):
+    tokenizer = build_sudoku_tokenizer()
+    config = build_sudoku_model(tokenizer, hidden_size=8, num_layers=1, num_heads=1).config
+    oracle = SudokuOracleForMaskedLM(config, tokenizer).eval()
+    rows = load_eval_dataset("sudoku", 12, prompt_style="compact")
+    results = evaluate_generation_lengths(
+        oracle, tokenizer, "sudoku", rows, lengths, block_length=block_length, batch_size=5
+    )
+    blanks = sum(p.count("0") for p in rows["puzzle"])
+    first_cell_blank = sum(p[0] == "0" for p in rows["puzzle"])
+    assert 0 < first_cell_blank < 12  # both kinds of puzzle are present
+    for length in lengths:
+        scores = results[length].scores
+        assert scores["cell_accuracy"] == pytest.approx((blanks - first_cell_blank) / blanks)
+        assert scores["puzzle_accuracy"] == pytest.approx((12 - first_cell_blank) / 12)
+        assert results[length].main_score == scores["cell_accuracy"]
+        assert all(len(text) == 16 for text in results[length].completions)  # cut at the first end-of-sequence
+    batches = -(-12 // 5)
+    assert oracle.calls == batches * sum(length // 2 for length in lengths)  # d1: length / 2 denoiser calls
+
+    table = format_length_table({"oracle": {"sudoku": results}, "again": {"sudoku": results}})
+    expected = 100 * (blanks - first_cell_blank) / blanks
+    assert f"{expected:.1f}" in table.splitlines()[3] and table.splitlines()[3].startswith("oracle")
+    assert "sudoku: cell_accuracy" in table.splitlines()[-1] and all(
+        str(length) in table.splitlines()[1] for length in lengths
+    )
+
+
+def test_invalid_lengths_and_missing_columns_are_named():
+    tokenizer = build_sudoku_tokenizer()
+    model = build_sudoku_model(tokenizer, hidden_size=8, num_layers=1, num_heads=1)
+    rows = load_eval_dataset("sudoku", 2, prompt_style="compact")
+    with pytest.raises(ValueError, match="not a multiple of the block length"):
+        evaluate_generation_lengths(model, tokenizer, "sudoku", rows, [48], block_length=32)
+    with pytest.raises(ValueError, match="do not split evenly"):
+        evaluate_generation_lengths(model, tokenizer, "sudoku", rows, [64], block_length=32, tokens_per_step=64)
+    with pytest.raises(ValueError, match=r"lacks the column\(s\) \['puzzle'\]"):
+        evaluate_generation_lengths(model, tokenizer, "sudoku", rows.remove_columns("puzzle"), [16])
+    with pytest.raises(ValueError, match="Unknown task 'chess'"):
+        load_eval_dataset("chess")
+
+
+# ---------------------------------------------------------------------------------------------- the script
+
+
+@pytest.fixture(scope="module")
+def sudoku_checkpoints(tmp_path_factory):
+    """A tiny Sudoku model saved in full, and a LoRA adapter on it (random, non-zero) saved as an adapter folder."""
+    from peft import LoraConfig, get_peft_model
+
+    folder = tmp_path_factory.mktemp("checkpoints")
+    tokenizer = build_sudoku_tokenizer()
+    model = build_sudoku_model(tokenizer, hidden_size=32, num_layers=1, num_heads=2, max_position_embeddings=96)
+    model.save_pretrained(folder / "base")
+    tokenizer.save_pretrained(folder / "base")
+    torch.manual_seed(0)
+    lora = get_peft_model(  # random A and B, scaled up (alpha / r = 64) so the adapter changes the greedy answers
+        load_diffusion_lm(folder / "base"),
+        LoraConfig(r=4, lora_alpha=256, target_modules=["query", "value"], init_lora_weights=False),
+    )
+    lora.save_pretrained(folder / "lora")  # no tokenizer: the script takes the base's
+    return folder, tokenizer
+
+
+def test_script_evaluates_full_and_adapter_checkpoints(sudoku_checkpoints, tmp_path, capsys):
+    folder, tokenizer = sudoku_checkpoints
+    script = load_script()
+    output = tmp_path / "scores.json"
+    (args,) = script.make_parser().parse_args_and_config(
+        [
+            "--model_name_or_path", str(folder / "base"), str(folder / "lora"),
+            "--model_labels", "base", "lora",
+            "--tasks", "sudoku", "--prompt_style", "compact", "--num_problems", "6",
+            "--generation_lengths", "16", "32", "--block_length", "16", "--output_file", str(output),
+        ]
+    )  # fmt: skip
+    summary = script.main(args)
+    printed = capsys.readouterr().out
+    header = next(line for line in printed.splitlines() if line.startswith("length"))
+    assert header.split()[1:] == ["16", "32"]
+    saved = json.loads(output.read_text())
+    assert saved["results"] == summary["results"] and saved["settings"]["block_length"] == 16
+
+    rows = load_eval_dataset("sudoku", 6, prompt_style="compact")
+    for label in ("base", "lora"):
+        model = load_diffusion_lm(folder / label)
+        direct = evaluate_generation_lengths(model, tokenizer, "sudoku", rows, [16, 32], block_length=16)
+        for length in (16, 32):
+            scores = saved["results"][label]["sudoku"][str(length)]["scores"]
+            assert scores == pytest.approx(direct[length].scores)
+            assert saved["completions"][label]["sudoku"][str(length)] == direct[length].completions
+    assert saved["completions"]["lora"] != saved["completions"]["base"]  # the adapter is applied, not dropped
+    assert any(line.startswith("lora") for line in printed.splitlines())
+
+
+def test_script_on_chat_prompts_generated_and_local_tasks(tmp_path):
+    """d1's evaluation prompts through a chat template with the `<reasoning>` prefill, for Countdown (generated) and
+    GSM8K (a local data file in the hub dataset's layout)."""
+    tokenizer = build_char_tokenizer(string.printable)
+    model = build_tiny_masked_lm(tokenizer, kind="bert", max_position_embeddings=1024)
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    gsm8k_file = tmp_path / "gsm8k.jsonl"
+    problems = [("Tom has 3 apples and buys 4. How many?", "3+4=7\n#### 7"), ("What is 10-2?", "#### 8")]
+    gsm8k_file.write_text("\n".join(json.dumps({"question": q, "answer": a}) for q, a in problems))
+
+    script = load_script()
+    output = tmp_path / "scores.json"
+    base_args = ["--model_name_or_path", str(tmp_path / "model"), "--generation_lengths", "32", "--batch_size", "4"]
+    for task, extra in (("countdown", ["--num_problems", "3"]), ("gsm8k", ["--dataset_name", str(gsm8k_file)])):
+        (args,) = script.make_parser().parse_args_and_config(
+            [*base_args, "--tasks", task, *extra, "--output_file", str(output)]
+        )
+        script.main(args)
+        saved = json.loads(output.read_text())
+        texts = saved["completions"][str(tmp_path / "model")][task]["32"]
+        rows = load_eval_dataset(task, 3 if task == "countdown" else None, dataset_name=str(gsm8k_file))
+        assert len(texts) == len(rows) and len(rows) == (3 if task == "countdown" else 2)
+        if task == "countdown":
+            expected = [countdown_is_correct(t, n, g) for t, n, g in zip(texts, rows["numbers"], rows["target"])]
+        else:
+            expected = [gsm8k_is_correct(t, g) for t, g in zip(texts, rows["answer"])]
+        accuracy = saved["results"][str(tmp_path / "model")][task]["32"]["scores"]["accuracy"]
+        assert accuracy == pytest.approx(sum(expected) / len(expected))
+        # the same texts as decoding d1's evaluation prompt with "<reasoning>" prefilled
+        direct = decode_completions(
+            model, tokenizer, rows["prompt"], 32, block_length=32, steps=16, prefill="<reasoning>"
+        )
+        assert texts == direct
+    assert set(TASK_EVALUATIONS) == {"sudoku", "countdown", "gsm8k", "math500"}

@@ -1,0 +1,45 @@
+"""Evaluation of masked diffusion LMs: decoding prompts into completions (:mod:`.decoding`) and d1's benchmark
+protocol, task accuracy at generation lengths 128/256/512 with low-confidence block decoding (:mod:`.benchmark`).
+
+``examples/evaluate.py`` is the command-line front end.
+"""
+
+from .benchmark import (
+    D1_BLOCK_LENGTH,
+    D1_GENERATION_LENGTHS,
+    TASK_EVALUATIONS,
+    LengthResult,
+    TaskEvaluation,
+    evaluate_generation_lengths,
+    format_length_table,
+    load_eval_dataset,
+)
+from .decoding import (
+    DECODERS,
+    base_for_generation,
+    completion_texts,
+    decode_completions,
+    eos_token_ids,
+    policy_for_generation,
+    prompt_canvas,
+    tokenize_prompts,
+)
+
+__all__ = [
+    "D1_BLOCK_LENGTH",
+    "D1_GENERATION_LENGTHS",
+    "DECODERS",
+    "TASK_EVALUATIONS",
+    "LengthResult",
+    "TaskEvaluation",
+    "base_for_generation",
+    "completion_texts",
+    "decode_completions",
+    "eos_token_ids",
+    "evaluate_generation_lengths",
+    "format_length_table",
+    "load_eval_dataset",
+    "policy_for_generation",
+    "prompt_canvas",
+    "tokenize_prompts",
+]

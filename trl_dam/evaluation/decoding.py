@@ -1,0 +1,216 @@
+r"""Decoding a masked diffusion LM for evaluation: prompts to completion texts, with d1's protocol or exact samples.
+
+Two decoders (both from :mod:`trl_dam.core.sampling`):
+
+* ``"low_confidence"``: LLaDA's semi-autoregressive low-confidence remasking at temperature 0, d1's evaluation
+  protocol (``budget / 2`` denoiser calls, i.e. two tokens per call, in blocks of 32 tokens);
+* ``"ctmc"``: one sample of the exact masked CTMC (random unmasking order, temperature 1), the model's own
+  distribution, which is what DAM's objective is about.
+
+Prompts are tokenised as the trainers tokenise them (chat template with the generation prompt for conversational
+prompts), optionally followed by a prefill (d1's evaluation appends ``"<reasoning>"``); completions are cut after
+their first end-of-sequence token, as the trainers cut them before scoring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from trl_dam.core import low_confidence_decode, sample_ctmc
+from trl_dam.models import resolve_adapter
+
+__all__ = [
+    "DECODERS",
+    "base_for_generation",
+    "completion_texts",
+    "decode_completions",
+    "eos_token_ids",
+    "policy_for_generation",
+    "prompt_canvas",
+    "tokenize_prompts",
+]
+
+DECODERS = ("low_confidence", "ctmc")
+
+# ---------------------------------------------------------------------------------------------- tokenisation
+
+
+def tokenize_prompts(
+    tokenizer, prompts: Sequence[Any], chat_template_kwargs: dict | None = None, prefill: str = ""
+) -> list[list[int]]:
+    """Prompt ids as the trainers build them (chat template with the generation prompt for conversational prompts),
+    followed by ``prefill``: text the completion is forced to start with (d1's evaluation uses ``"<reasoning>"``)."""
+    conversational = isinstance(prompts[0], list)
+    if not prefill:
+        if conversational:
+            out = tokenizer.apply_chat_template(
+                list(prompts),
+                add_generation_prompt=True,
+                tokenize=True,
+                return_dict=True,
+                **(chat_template_kwargs or {}),
+            )
+            return [list(ids) for ids in out["input_ids"]]
+        return [list(ids) for ids in tokenizer(list(prompts))["input_ids"]]
+    if conversational:
+        # The rendered template already holds its special tokens; tokenising it must not add a second BOS.
+        texts = tokenizer.apply_chat_template(
+            list(prompts), add_generation_prompt=True, tokenize=False, **(chat_template_kwargs or {})
+        )
+        return [list(ids) for ids in tokenizer([t + prefill for t in texts], add_special_tokens=False)["input_ids"]]
+    return [list(ids) for ids in tokenizer([p + prefill for p in prompts])["input_ids"]]
+
+
+def prompt_canvas(prompt_ids: Sequence[Sequence[int]], budget: int, pad_id: int, mask_id: int) -> Tensor:
+    """``LongTensor[n, P + budget]``: prompts left-padded to a common width, then ``budget`` mask tokens."""
+    width = max(len(ids) for ids in prompt_ids)
+    x = torch.full((len(prompt_ids), width + budget), pad_id, dtype=torch.long)
+    x[:, width:] = mask_id
+    for row, ids in enumerate(prompt_ids):
+        x[row, width - len(ids) : width] = torch.tensor(ids, dtype=torch.long)
+    return x
+
+
+def eos_token_ids(tokenizer, model=None) -> list[int]:
+    """End-of-sequence ids: the tokenizer's and the model's generation config's (as the trainer cuts completions)."""
+    model_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    model_eos = model_eos if isinstance(model_eos, list) else [model_eos]
+    return sorted({tokenizer.eos_token_id, *model_eos} - {None})
+
+
+def completion_texts(tokenizer, completion_ids: Tensor, eos_ids: Sequence[int]) -> list[str]:
+    """Cut each completion after its first end-of-sequence token and decode it without special tokens."""
+    is_eos = torch.isin(completion_ids, torch.tensor(list(eos_ids), device=completion_ids.device))
+    lengths = torch.where(is_eos.any(1), is_eos.int().argmax(1) + 1, completion_ids.shape[1])
+    rows = [row[:n].tolist() for row, n in zip(completion_ids, lengths.tolist())]
+    return tokenizer.batch_decode(rows, skip_special_tokens=True)
+
+
+# ---------------------------------------------------------------------------------------------- decoding
+
+
+def _denoiser(model, adapter, pad_id: int, disable_adapter: bool) -> Callable[[Tensor], Tensor]:
+    """``x -> logits`` with the left padding of ``x`` masked out (the trainer's convention)."""
+
+    def logits_fn(x: Tensor) -> Tensor:
+        real = (x != pad_id).cumsum(1) > 0
+        attention_mask = None if bool(real.all()) else real.long()
+        context = model.disable_adapter() if disable_adapter else nullcontext()
+        with context:
+            return adapter.logits(model, x, attention_mask)
+
+    return logits_fn
+
+
+@torch.no_grad()
+def decode_completions(
+    model,
+    tokenizer,
+    prompts: Sequence[Any],
+    budget: int,
+    *,
+    decoder: str = "low_confidence",
+    block_length: int | None = None,
+    steps: int | None = None,
+    num_samples: int = 1,
+    batch_size: int = 256,
+    generator: torch.Generator | None = None,
+    disable_adapter: bool = False,
+    chat_template_kwargs: dict | None = None,
+    prefill: str = "",
+    tokens_per_step: int = 1,
+    accelerator=None,
+) -> list[str]:
+    """Complete every prompt with a ``budget``-token canvas and return the completion texts.
+
+    Args:
+        model: the denoiser (any model :func:`~trl_dam.models.resolve_adapter` supports); put in eval mode for the
+            call and restored afterwards.
+        tokenizer: its tokenizer (``pad``, ``eos`` and ``mask`` ids).
+        prompts: plain-text or conversational prompts.
+        budget: completion length in tokens.
+        decoder: ``"low_confidence"`` (d1's greedy protocol) or ``"ctmc"`` (one exact model sample per prompt).
+        block_length: block size of ``"low_confidence"`` (default: the whole canvas); clipped to ``budget``.
+        steps: denoiser calls of ``"low_confidence"`` (default ``budget // 2``, d1's two tokens per call).
+        num_samples: completions per prompt (``"ctmc"``), returned prompt-major (``n * num_samples`` texts).
+        batch_size: sequences per decoder call.
+        generator: CPU generator of the CTMC sampler.
+        disable_adapter: decode with the PEFT adapters disabled (the base model of a LoRA run).
+        chat_template_kwargs: for conversational prompts.
+        prefill: text appended to every tokenised prompt (see :func:`tokenize_prompts`); not in the returned texts.
+        tokens_per_step: tokens the ``"ctmc"`` sampler reveals per call (1: the exact jump chain).
+        accelerator: with several processes, each decodes a contiguous shard of the prompts and the texts are
+            gathered (in order) on every process.
+    """
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}.")
+    adapter = resolve_adapter(model, tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    prompt_ids = tokenize_prompts(tokenizer, prompts, chat_template_kwargs, prefill)
+    prompt_ids = [ids for ids in prompt_ids for _ in range(num_samples)]
+    sharded = accelerator is not None and accelerator.num_processes > 1
+    if sharded:
+        with accelerator.split_between_processes(prompt_ids) as shard:
+            prompt_ids = list(shard)
+    device = next(model.parameters()).device
+    logits_fn = _denoiser(model, adapter, pad_id, disable_adapter)
+    block = min(block_length or budget, budget)
+    calls = steps or max(1, budget // 2)
+    eos_ids = eos_token_ids(tokenizer, model)
+    was_training = model.training
+    model.eval()
+    texts: list[str] = []
+    try:
+        for i in range(0, len(prompt_ids), batch_size):
+            x = prompt_canvas(prompt_ids[i : i + batch_size], budget, pad_id, adapter.mask_token_id).to(device)
+            if decoder == "low_confidence":
+                final = low_confidence_decode(
+                    logits_fn, x, adapter.mask_token_id, steps=calls, block_length=block, temperature=0.0
+                )
+            else:
+                final = sample_ctmc(
+                    logits_fn, x, adapter.mask_token_id, tokens_per_step=tokens_per_step, generator=generator
+                ).final
+            texts += completion_texts(tokenizer, final[:, -budget:], eos_ids)
+    finally:
+        model.train(was_training)
+    if sharded:
+        from accelerate.utils import gather_object
+
+        texts = gather_object(texts)
+    return texts
+
+
+# ---------------------------------------------------------------------------------------------- trainer models
+
+
+@contextmanager
+def policy_for_generation(trainer) -> Iterator[tuple[Any, bool]]:
+    """``(model, disable_adapter)`` for decoding with a trainer's current policy (DeepSpeed/DDP unwrapped, ZeRO-3
+    weights gathered)."""
+    from trl.models import unwrap_model_for_generation
+
+    with unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator) as model:
+        yield model, False
+
+
+@contextmanager
+def base_for_generation(trainer) -> Iterator[tuple[Any, bool]]:
+    """``(model, disable_adapter)`` for decoding with a trainer's base (reference) model: the policy network with its
+    adapters disabled under PEFT, else the trainer's frozen reference copy."""
+    from accelerate.utils import is_peft_model
+    from trl.models import unwrap_model_for_generation
+
+    if trainer.ref_model is None:
+        with unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator) as model:
+            if not is_peft_model(model):
+                raise ValueError("The trainer has neither a reference model nor PEFT adapters to disable.")
+            yield model, True
+        return
+    with unwrap_model_for_generation(trainer.ref_model, trainer.accelerator) as model:
+        yield model, False
