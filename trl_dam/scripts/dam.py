@@ -242,6 +242,18 @@ def make_trainer(script_args, training_args, model_args):
     )
 
 
+def save_or_push(trainer, script_args, training_args) -> None:
+    """Save the model and its card to `output_dir`, and push them to the hub with `--push_to_hub`."""
+    card = {"dataset_name": card_dataset_name(script_args), "tags": [script_args.task] if script_args.task else None}
+    trainer.save_model(training_args.output_dir)
+    if training_args.push_to_hub:
+        trainer.push_to_hub(**card)
+        trainer.accelerator.print(f"Model pushed to https://huggingface.co/{trainer.hub_model_id}.")
+    else:
+        trainer.create_model_card(**card)
+        trainer.accelerator.print(f"Model and model card saved to {training_args.output_dir}.")
+
+
 def main(script_args=None, training_args=None, model_args=None):
     """Train, save the model with its card to `output_dir`, and push it when `--push_to_hub` is set.
 
@@ -253,14 +265,7 @@ def main(script_args=None, training_args=None, model_args=None):
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.accelerator.print("Training completed.")
 
-    card = {"dataset_name": card_dataset_name(script_args), "tags": [script_args.task] if script_args.task else None}
-    trainer.save_model(training_args.output_dir)
-    if training_args.push_to_hub:
-        trainer.push_to_hub(**card)
-        trainer.accelerator.print(f"Model pushed to https://huggingface.co/{trainer.hub_model_id}.")
-    else:
-        trainer.create_model_card(**card)
-        trainer.accelerator.print(f"Model and model card saved to {training_args.output_dir}.")
+    save_or_push(trainer, script_args, training_args)
     if hasattr(trainer, "end"):  # transformers >= 5.18: finish the trackers and destroy the process group
         trainer.end()
     return trainer
