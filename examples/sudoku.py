@@ -39,6 +39,7 @@ from transformers import AutoTokenizer
 from trl import ModelConfig, TrlParser, get_peft_config, get_quantization_config
 
 from trl_dam.rewards.sudoku import sudoku_compact_format_reward, sudoku_format_reward, sudoku_reward
+from trl_dam.scripts.task_example import LLADA_DAM_RECIPE
 from trl_dam.sudoku_demo import (
     PretrainConfig,
     SudokuAccuracyCallback,
@@ -88,7 +89,7 @@ class SudokuScriptArguments:
     )
     eval_batch_size: int = field(default=256, metadata={"help": "Sequences per decoder call in evaluation."})
     heldout_eval_steps: int = field(
-        default=5,
+        default=10,
         metadata={"help": "Greedy held-out accuracy every N DAM steps, for the plot (0: off; single process only)."},
     )
     optimum_num_samples: int = field(
@@ -97,20 +98,24 @@ class SudokuScriptArguments:
     optimum_num_puzzles: int = field(default=128, metadata={"help": "Held-out puzzles used for the p* estimate."})
 
     # Embedded demo: the tiny base model and its pre-training
-    pretrain_steps: int = field(default=800, metadata={"help": "Pre-training steps of the tiny base."})
+    pretrain_steps: int = field(default=1000, metadata={"help": "Pre-training steps of the tiny base."})
     pretrain_batch_size: int = field(default=64, metadata={"help": "Pre-training batch size."})
-    pretrain_learning_rate: float = field(default=3e-3, metadata={"help": "Pre-training peak learning rate."})
+    pretrain_learning_rate: float = field(default=2e-3, metadata={"help": "Pre-training peak learning rate."})
     pretrain_num_puzzles: int = field(default=10000, metadata={"help": "Distinct training puzzles for pre-training."})
     pretrain_corruption: str = field(
         default="row_heuristic",
         metadata={"help": "Corrupted pre-training answers: 'row_heuristic', 'random' or 'none'."},
     )
+    pretrain_budget_multiples: list[int] = field(
+        default_factory=lambda: [1, 1, 2, 4],
+        metadata={"help": "Canvas multiples of the pre-training batches, drawn uniformly (repeat one to weight it)."},
+    )
     pretrain_corrupt_prob: float = field(
-        default=0.6, metadata={"help": "Fraction of pre-training answers that are corrupted."}
+        default=0.7, metadata={"help": "Fraction of pre-training answers that are corrupted."}
     )
     tiny_hidden_size: int = field(default=96, metadata={"help": "Width of the tiny model."})
     tiny_num_layers: int = field(default=3, metadata={"help": "Layers of the tiny model."})
-    tiny_num_heads: int = field(default=2, metadata={"help": "Attention heads of the tiny model."})
+    tiny_num_heads: int = field(default=4, metadata={"help": "Attention heads of the tiny model."})
     tiny_intermediate_size: int = field(default=192, metadata={"help": "MLP width of the tiny model."})
     num_threads: int | None = field(
         default=1, metadata={"help": "torch CPU threads (tiny models run fastest on one); None leaves torch's."}
@@ -128,7 +133,7 @@ TINY_DEMO_DEFAULTS = {
     "lr_scheduler_type": "constant",
     "warmup_steps": 0,
     "max_grad_norm": 1.0,
-    "max_steps": 60,
+    "max_steps": 80,
     "logging_steps": 5,
     "save_strategy": "no",
     "report_to": "none",
@@ -138,33 +143,12 @@ TINY_DEMO_DEFAULTS = {
 
 #: DAMConfig and ModelConfig defaults when --model_name_or_path is given (the paper's LLaDA recipe, d1's evaluation).
 HUB_MODEL_DEFAULTS = {
+    **{key: value for key, value in LLADA_DAM_RECIPE.items() if key not in ("model_name_or_path", "use_peft")},
     "output_dir": "outputs/sudoku-dam",
-    "max_completion_length": 128,
-    "diffusion_steps": 64,  # two tokens per denoiser call, as d1
-    "num_generations": 12,  # K = 12 (paper)
-    "per_device_train_batch_size": 12,  # one training state per micro-step
-    "gradient_accumulation_steps": 2,
-    "beta": 0.05,
-    "learning_rate": 3e-6,
-    "adam_beta1": 0.9,
-    "adam_beta2": 0.99,
-    "weight_decay": 0.1,
-    "max_grad_norm": 0.2,
-    "lr_scheduler_type": "constant_with_warmup",
-    "warmup_steps": 1,
     "max_steps": 2500,
-    "logging_steps": 1,
-    "save_steps": 100,
-    "bf16": True,
-    "dtype": "bfloat16",
-    "lora_r": 128,
-    "lora_alpha": 64,
-    "lora_dropout": 0.05,
     # A plain PeftModel: denoisers are called, never `generate`d, and not every one has the causal-LM generation hooks
     # PEFT's CAUSAL_LM wrapper expects (`--lora_task_type CAUSAL_LM` reproduces d1 on LLaDA).
     "lora_task_type": None,
-    # d1's list; on LLaDA only q_proj, k_proj, v_proj and up_proj exist, as in d1's runs.
-    "lora_target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj", "gate_proj"],
     "eval_batch_size": 16,
     "heldout_eval_steps": 0,
     "optimum_num_samples": 8,
@@ -200,14 +184,14 @@ def parse_args(args: list[str] | None = None):
 def build_tiny_base(script_args: SudokuScriptArguments, training_args: DAMConfig):
     """Build and pre-train the embedded demo's base model; returns (model, tokenizer, pre-training summary)."""
     tokenizer = build_sudoku_tokenizer()
-    multiples = script_args.eval_budget_multiples
+    multiples, pretrain_multiples = script_args.eval_budget_multiples, script_args.pretrain_budget_multiples
     model = build_sudoku_model(
         tokenizer,
         hidden_size=script_args.tiny_hidden_size,
         num_layers=script_args.tiny_num_layers,
         num_heads=script_args.tiny_num_heads,
         intermediate_size=script_args.tiny_intermediate_size,
-        max_position_embeddings=32 + training_args.max_completion_length * max(multiples),
+        max_position_embeddings=32 + training_args.max_completion_length * max(*multiples, *pretrain_multiples),
         seed=training_args.seed,
     )
     pairs = generate_sudoku_puzzles(
@@ -219,7 +203,7 @@ def build_tiny_base(script_args: SudokuScriptArguments, training_args: DAMConfig
         learning_rate=script_args.pretrain_learning_rate,
         corruption=script_args.pretrain_corruption,
         corrupt_prob=script_args.pretrain_corrupt_prob,
-        budget_multiples=tuple(multiples),
+        budget_multiples=tuple(script_args.pretrain_budget_multiples),
         completion_length=training_args.max_completion_length,
         seed=training_args.seed,
     )
