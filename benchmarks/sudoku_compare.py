@@ -372,16 +372,16 @@ def main(argv=None) -> dict:
     script = example.SudokuScriptArguments()
     num_test = 32 if args.quick else args.num_test
     num_validation = 16 if args.quick else args.num_validation
-    budget_calls = args.budget_calls or (120 if args.quick else 8640)  # full: 30 steps of the demo's DAM
+    budget_calls = args.budget_calls or (120 if args.quick else 20480)  # full: the demo's 80 DAM steps x 256 rollouts
     data = {
         "train": generate_sudoku_dataset(
-            script.num_train_puzzles, seed=script.data_seed, num_blanks=script.num_blanks, prompt_style="compact"
+            script.num_train_puzzles, seed=script.puzzle_seed, num_blanks=script.num_blanks, prompt_style="compact"
         ),
         "validation": generate_sudoku_dataset(
-            num_validation, seed=script.data_seed + 3, num_blanks=script.num_blanks, prompt_style="compact"
+            num_validation, seed=script.puzzle_seed + 3, num_blanks=script.num_blanks, prompt_style="compact"
         ),
         "test": generate_sudoku_dataset(
-            num_test, seed=script.data_seed + 1, num_blanks=script.num_blanks, split="test", prompt_style="compact"
+            num_test, seed=script.puzzle_seed + 1, num_blanks=script.num_blanks, split="test", prompt_style="compact"
         ),
     }
     data["test_track"] = data["test"].select(range(min(128, num_test)))
