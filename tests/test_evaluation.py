@@ -1,14 +1,11 @@
-"""d1's benchmark protocol (`trl_dam.evaluation`) and `examples/evaluate.py`: prompt prefill, exact scores of an
+"""d1's benchmark protocol (`trl_dam.evaluation`) and the `trl-dam-evaluate` script: prompt prefill, exact scores of an
 oracle denoiser at every generation length, the number of denoiser calls, and the script end to end on tiny models
 (full checkpoints, a LoRA adapter folder, generated and locally loaded tasks)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import string
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -27,15 +24,11 @@ from trl_dam.models import build_char_tokenizer, build_tiny_masked_lm, load_diff
 from trl_dam.sudoku_demo import SUDOKU_PROMPT_PREFIX, build_sudoku_model, build_sudoku_tokenizer
 from trl_dam.tasks import countdown_is_correct, gsm8k_is_correct, solve_sudoku
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("evaluate_example", ROOT / "examples" / "evaluate.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    from trl_dam.scripts import evaluate
+
+    return evaluate
 
 
 # ---------------------------------------------------------------------------------------------- prompts
@@ -217,3 +210,27 @@ def test_script_on_chat_prompts_generated_and_local_tasks(tmp_path):
         )
         assert texts == direct
     assert set(TASK_EVALUATIONS) == {"sudoku", "countdown", "gsm8k", "math500"}
+
+
+def test_console_script_exits_zero_and_prints_the_table(sudoku_checkpoints):
+    import shutil
+    import subprocess
+
+    folder, _ = sudoku_checkpoints
+    executable = shutil.which("trl-dam-evaluate")
+    assert executable is not None, "pip install -e . installs the trl-dam-evaluate console script"
+    result = subprocess.run(
+        [executable, "--model_name_or_path", str(folder / "base"), "--model_labels", "tiny", "--tasks", "sudoku"]
+        + ["--prompt_style", "compact", "--num_problems", "4", "--generation_lengths", "16", "--block_length", "16"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    row = next(line for line in result.stdout.splitlines() if line.startswith("tiny"))
+    score = float(row.split()[1])
+    rows = load_eval_dataset("sudoku", 4, prompt_style="compact")
+    direct = evaluate_generation_lengths(
+        load_diffusion_lm(folder / "base"), build_sudoku_tokenizer(), "sudoku", rows, [16]
+    )
+    assert score == pytest.approx(100 * direct[16].main_score, abs=0.05)

@@ -11,6 +11,8 @@ import sys
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
+from types import SimpleNamespace
+
 import pytest
 from huggingface_hub import ModelCard
 
@@ -154,3 +156,19 @@ def test_console_script_help():
     assert result.returncode == 0, result.stderr[-2000:]
     for flag in ("--model_name_or_path", "--task", "--reward_funcs", "--beta", "--use_peft"):
         assert flag in result.stdout
+
+
+def test_console_entry_points_return_none(monkeypatch):
+    """setuptools' wrapper runs `sys.exit(entry())`: anything but None (or 0) would be an error exit status."""
+    from pathlib import Path
+
+    import tomllib
+
+    from trl_dam.scripts import dam, evaluate
+
+    scripts = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"trl-dam": "trl_dam.scripts.dam:cli", "trl-dam-evaluate": "trl_dam.scripts.evaluate:cli"}
+    for module in (dam, evaluate):
+        monkeypatch.setattr(module, "main", lambda *args, **kwargs: object())  # a trainer, a summary dict
+    monkeypatch.setattr(evaluate, "make_parser", lambda: SimpleNamespace(parse_args_and_config=lambda args: (None,)))
+    assert dam.cli() is None and evaluate.cli([]) is None

@@ -3,11 +3,9 @@ script end to end (shrunk) on CPU and offline."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
-import sys
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -15,6 +13,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import pytest
 import torch
+from example_scripts import load_example_script
 from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
 from transformers.modeling_outputs import MaskedLMOutput
 
@@ -65,11 +64,7 @@ def tokenizer():
 
 
 def load_example():
-    spec = importlib.util.spec_from_file_location("sudoku_example", ROOT / "examples" / "sudoku.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_example_script("sudoku")
 
 
 # ---------------------------------------------------------------------------------------------- tokenizer, teachers

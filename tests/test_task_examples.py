@@ -3,38 +3,27 @@ d1's evaluation on a tiny local LLaDA-shaped checkpoint (LoRA, chat prompts, gen
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import string
-import sys
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
+from example_scripts import load_example_script
 
 from trl_dam.evaluation import evaluate_generation_lengths, load_eval_dataset
 from trl_dam.models import build_char_tokenizer, build_tiny_masked_lm, load_diffusion_lm
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_example(name: str):
-    spec = importlib.util.spec_from_file_location(f"{name}_example", ROOT / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.mark.parametrize("task, steps", [("countdown", 4000), ("gsm8k", 3000)])
 def test_defaults_are_the_papers_llada_recipe(task, steps):
     from trl_dam.scripts.task_example import make_task_parser
 
-    example = load_example(task)
+    example = load_example_script(task)
     parser = make_task_parser()
     parser.set_defaults_with_config(task=task, **getattr(example, f"{task.upper()}_DEFAULTS"))
     # --use_cpu: transformers refuses bf16 on a machine without a GPU unless told the run is on CPU
@@ -83,7 +72,7 @@ def check_evaluation(output_dir: Path, task: str, base_folder: Path, tokenizer, 
 def test_countdown_example_trains_saves_and_evaluates(tiny_llada, tmp_path):
     folder, tokenizer = tiny_llada
     output_dir = tmp_path / "out"
-    summary = load_example("countdown").main(
+    summary = load_example_script("countdown").main(
         [
             *("--model_name_or_path", str(folder), "--output_dir", str(output_dir)),
             *("--max_train_samples", "8", "--eval_num_problems", "4", *TINY_RUN),
@@ -110,8 +99,11 @@ def test_gsm8k_example_on_a_local_copy_of_the_hub_dataset(tiny_llada, tmp_path):
             "\n".join(json.dumps({"question": q, "answer": a}) for q, a in problems * 2)
         )
     output_dir = tmp_path / "out"
-    summary = load_example("gsm8k").main(
-        [*("--model_name_or_path", str(folder), "--output_dir", str(output_dir), "--dataset_name", str(data)), *TINY_RUN]
+    summary = load_example_script("gsm8k").main(
+        [
+            *("--model_name_or_path", str(folder), "--output_dir", str(output_dir), "--dataset_name", str(data)),
+            *TINY_RUN,
+        ]
     )
     rows = load_eval_dataset("gsm8k", dataset_name=str(data))
     assert len(rows) == 4 and rows["answer"] == ["7", "8", "7", "8"]
@@ -120,4 +112,6 @@ def test_gsm8k_example_on_a_local_copy_of_the_hub_dataset(tiny_llada, tmp_path):
 
 def test_example_refuses_another_task(tiny_llada):
     with pytest.raises(ValueError, match="This example trains on 'countdown'"):
-        load_example("countdown").main(["--task", "sudoku", "--use_cpu", "--model_name_or_path", str(tiny_llada[0])])
+        load_example_script("countdown").main(
+            ["--task", "sudoku", "--use_cpu", "--model_name_or_path", str(tiny_llada[0])]
+        )

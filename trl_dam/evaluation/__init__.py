@@ -1,7 +1,7 @@
 """Evaluation of masked diffusion LMs: decoding prompts into completions (:mod:`.decoding`) and d1's benchmark
 protocol, task accuracy at generation lengths 128/256/512 with low-confidence block decoding (:mod:`.benchmark`).
 
-``examples/evaluate.py`` is the command-line front end.
+The ``trl-dam-evaluate`` console script (:mod:`trl_dam.scripts.evaluate`) is its command-line front end.
 """
 
 from .benchmark import (

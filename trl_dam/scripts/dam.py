@@ -271,6 +271,12 @@ def main(script_args=None, training_args=None, model_args=None):
     return trainer
 
 
+def cli() -> None:
+    """The `trl-dam` console script: :func:`main` on the command line. It returns nothing, since the console-script
+    wrapper exits with what it returns (a trainer would be an error status)."""
+    main()
+
+
 def make_parser(subparsers: argparse._SubParsersAction | None = None, prog: str | None = None):
     """`TrlParser((DAMScriptArguments, DAMConfig, DAMModelConfig))`, or a `dam` sub-command of `subparsers`."""
     from trl import TrlParser

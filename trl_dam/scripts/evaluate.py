@@ -1,22 +1,23 @@
-# Copyright 2026 The trl_dam developers. Apache-2.0.
-"""Evaluate masked diffusion LMs on d1's tasks at generation lengths 128, 256 and 512: the DAM paper's table.
+"""Evaluate masked diffusion LMs on d1's tasks at generation lengths 128, 256 and 512: the `trl-dam-evaluate`
+console script, which prints the DAM paper's table.
 
 d1's protocol: evaluation prompts (`--prompt_style d1_eval`) with `"<reasoning>"` prefilled after the chat template,
 LLaDA low-confidence remasking at temperature 0 in blocks of 32 tokens, length / 2 denoiser calls (two tokens per
 call); scores from the `evaluate` metric modules of `trl_dam.metrics`. Every model is a hub id, a local folder, or
 a LoRA adapter folder (loaded on its base, unmerged, as d1 does):
 
-    accelerate launch examples/evaluate.py \\
-        --model_name_or_path GSAI-ML/LLaDA-8B-Instruct outputs/sudoku-dam \\
-        --model_labels LLaDA-8B-Instruct "+ DAM" --tasks sudoku countdown gsm8k math500 --dtype bfloat16
+```bash
+accelerate launch -m trl_dam.scripts.evaluate \\
+    --model_name_or_path GSAI-ML/LLaDA-8B-Instruct outputs/sudoku-dam \\
+    --model_labels LLaDA-8B-Instruct "+ DAM" --tasks sudoku countdown gsm8k math500 --dtype bfloat16
 
-The tiny model of the embedded Sudoku demo (after `python examples/sudoku.py`), in its compact format and at 1x, 2x
-and 4x its 16-token training budget:
+# the tiny model of the embedded Sudoku demo (after `python examples/sudoku.py`), in its compact format and at
+# 1x, 2x and 4x its 16-token training budget
+trl-dam-evaluate --model_name_or_path outputs/sudoku-dam-tiny --tasks sudoku \\
+    --prompt_style compact --generation_lengths 16 32 64 --block_length 16 --batch_size 256
+```
 
-    python examples/evaluate.py --model_name_or_path outputs/sudoku-dam-tiny --tasks sudoku \\
-        --prompt_style compact --generation_lengths 16 32 64 --block_length 16 --batch_size 256
-
-Prints one row per model and one column per task and length (the task's score in %), and with `--output_file`
+It prints one row per model and one column per task and length (the task's score in %), and with `--output_file`
 writes the scores, the settings and every completion as JSON.
 """
 
@@ -116,6 +117,8 @@ def load_model_and_tokenizer(path: str, args: EvaluateScriptArguments):
 
 
 def main(args: EvaluateScriptArguments) -> dict:
+    """Evaluate every model on every task at every length; print the table, write `--output_file`, return the
+    summary (`settings`, `seconds` per model, and `results[label][task][length]` with the metric's scores)."""
     if not args.model_name_or_path:
         raise ValueError("Pass --model_name_or_path with at least one model (hub id, folder or adapter folder).")
     labels = args.model_labels or args.model_name_or_path
@@ -192,9 +195,16 @@ def main(args: EvaluateScriptArguments) -> dict:
 
 
 def make_parser() -> TrlParser:
+    """`TrlParser((EvaluateScriptArguments,))`."""
     return TrlParser((EvaluateScriptArguments,))
 
 
-if __name__ == "__main__":
-    (script_args,) = make_parser().parse_args_and_config(sys.argv[1:])
+def cli(args: list[str] | None = None) -> None:
+    """The console script: parse `args` (default: the command line) and run :func:`main`. It returns nothing, since
+    the console-script wrapper exits with what it returns."""
+    (script_args,) = make_parser().parse_args_and_config(sys.argv[1:] if args is None else args)
     main(script_args)
+
+
+if __name__ == "__main__":
+    cli()
