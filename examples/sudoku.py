@@ -38,19 +38,18 @@ import torch
 from transformers import AutoTokenizer
 from trl import ModelConfig, TrlParser, get_peft_config, get_quantization_config
 
+from trl_dam.evaluation import base_for_generation, policy_for_generation
 from trl_dam.rewards.sudoku import sudoku_compact_format_reward, sudoku_format_reward, sudoku_reward
 from trl_dam.scripts.task_example import LLADA_DAM_RECIPE
 from trl_dam.sudoku_demo import (
     PretrainConfig,
     SudokuAccuracyCallback,
-    base_for_generation,
     build_sudoku_model,
     build_sudoku_tokenizer,
     estimate_optimum_accuracy,
     evaluate_budgets,
     format_results_table,
     plot_training,
-    policy_for_generation,
     pretrain_base,
 )
 from trl_dam.tasks.sudoku import generate_sudoku_dataset, generate_sudoku_puzzles

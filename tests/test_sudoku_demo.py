@@ -17,6 +17,7 @@ from example_scripts import load_example_script
 from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
 from transformers.modeling_outputs import MaskedLMOutput
 
+from trl_dam.evaluation import completion_texts, decode_completions
 from trl_dam.metrics import load_metric
 from trl_dam.models import load_diffusion_lm, resolve_adapter
 from trl_dam.rewards.sudoku import sudoku_compact_format_reward, sudoku_reward
@@ -24,8 +25,6 @@ from trl_dam.sudoku_demo import (
     PretrainConfig,
     build_sudoku_model,
     build_sudoku_tokenizer,
-    completion_texts,
-    decode_completions,
     encode_digits,
     estimate_optimum_accuracy,
     evaluate_budgets,

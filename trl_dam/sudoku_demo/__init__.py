@@ -2,24 +2,19 @@
 
 * :mod:`.model`: a character tokenizer for the compact Sudoku format and a tiny BERT-style masked LM;
 * :mod:`.teachers` and :mod:`.pretrain`: pre-training of an imperfect base on a partly corrupted corpus;
-* :mod:`.evaluation`: held-out accuracy at several completion budgets (d1's greedy low-confidence protocol and exact
-  CTMC samples) and the importance-sampling estimate of the accuracy of the optimum p*;
+* :mod:`.evaluation`: held-out accuracy at several completion budgets (decoded with :mod:`trl_dam.evaluation`:
+  d1's greedy low-confidence protocol and exact CTMC samples) and the importance-sampling estimate of the accuracy
+  of the optimum p*;
 * :mod:`.callbacks` and :mod:`.plotting`: accuracy during training and the training figure.
 """
 
 from .callbacks import SudokuAccuracyCallback
 from .evaluation import (
-    DECODERS,
     OptimumEstimate,
     SudokuScores,
-    base_for_generation,
-    completion_texts,
-    decode_completions,
-    eos_token_ids,
     estimate_optimum_accuracy,
     evaluate_budgets,
     format_results_table,
-    policy_for_generation,
     score_completions,
     snis_mean,
     total_rewards,
@@ -31,7 +26,6 @@ from .teachers import CORRUPTIONS, random_fill, row_heuristic_fill, teacher_answ
 
 __all__ = [
     "CORRUPTIONS",
-    "DECODERS",
     "SUDOKU_ALPHABET",
     "SUDOKU_PROMPT_PREFIX",
     "OptimumEstimate",
@@ -39,18 +33,13 @@ __all__ = [
     "PretrainResult",
     "SudokuAccuracyCallback",
     "SudokuScores",
-    "base_for_generation",
     "build_sudoku_model",
     "build_sudoku_tokenizer",
-    "completion_texts",
-    "decode_completions",
     "encode_digits",
-    "eos_token_ids",
     "estimate_optimum_accuracy",
     "evaluate_budgets",
     "format_results_table",
     "plot_training",
-    "policy_for_generation",
     "pretrain_base",
     "random_fill",
     "row_heuristic_fill",

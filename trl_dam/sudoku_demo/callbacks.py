@@ -8,7 +8,9 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from .evaluation import decode_completions, score_completions
+from trl_dam.evaluation import decode_completions
+
+from .evaluation import score_completions
 
 __all__ = ["SudokuAccuracyCallback"]
 

@@ -20,28 +20,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from trl_dam.evaluation.decoding import (
-    DECODERS,
-    base_for_generation,
-    completion_texts,
-    decode_completions,
-    eos_token_ids,
-    policy_for_generation,
-)
+from trl_dam.evaluation.decoding import decode_completions
 from trl_dam.tasks.sudoku import extract_sudoku_grid, score_sudoku_grid
 
 __all__ = [
-    "DECODERS",
     "OptimumEstimate",
     "SudokuScores",
-    "base_for_generation",
-    "completion_texts",
-    "decode_completions",
     "estimate_optimum_accuracy",
-    "eos_token_ids",
     "evaluate_budgets",
     "format_results_table",
-    "policy_for_generation",
     "score_completions",
     "snis_mean",
     "total_rewards",
