@@ -12,60 +12,23 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import pytest
 import torch
 from datasets import Dataset
+from trainer_helpers import PROMPTS, N, build_trainer, char_tokenizer, cpu_config_kwargs, frac_a, history, tiny_model
 
 from trl_dam.core import diffu_grpo_loss, group_normalized_advantages, mean_field_token_log_probs
-from trl_dam.models import build_char_tokenizer, build_tiny_masked_lm
 from trl_dam.trainers import DiffuGRPOConfig, DiffuGRPOTrainer
-
-N = 6  # completion length
-PROMPTS = ["abc", "de", "fgh a", "h", "bb", "cab", "g", "ef", "ha", "gg", "bd", "c"]
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return build_char_tokenizer("abcdefgh ")
-
-
-def tiny_model(tokenizer, seed: int = 0):
-    return build_tiny_masked_lm(tokenizer, kind="llada", seed=seed)
-
-
-def frac_a(completions, **kwargs):
-    texts = [c[0]["content"] if isinstance(c, list) else c for c in completions]
-    return [t.count("a") / N for t in texts]
+    return char_tokenizer()
 
 
 def make_args(tmp_path, **overrides) -> DiffuGRPOConfig:
-    kwargs = dict(
-        output_dir=str(tmp_path / "out"),
-        use_cpu=True,
-        bf16=False,
-        report_to="none",
-        save_strategy="no",
-        disable_tqdm=True,
-        max_steps=3,
-        per_device_train_batch_size=8,
-        num_generations=4,
-        max_completion_length=N,
-        block_length=N,
-        learning_rate=1e-2,
-        lr_scheduler_type="constant",
-        logging_steps=1,
-        seed=0,
-    )
-    kwargs.update(overrides)
-    return DiffuGRPOConfig(**kwargs)
+    return DiffuGRPOConfig(**cpu_config_kwargs(tmp_path, **{"block_length": N, **overrides}))
 
 
-def make_trainer(tmp_path, tokenizer, reward_funcs=frac_a, dataset=None, model=None, **overrides):
-    dataset = dataset if dataset is not None else Dataset.from_dict({"prompt": PROMPTS})
-    model = model if model is not None else tiny_model(tokenizer)
-    args = make_args(tmp_path, **overrides)
-    return DiffuGRPOTrainer(model, reward_funcs, args=args, train_dataset=dataset, processing_class=tokenizer)
-
-
-def history(trainer, key):
-    return [entry[key] for entry in trainer.state.log_history if key in entry]
+def make_trainer(tmp_path, tokenizer, reward_funcs=frac_a, dataset=None, model=None, **overrides) -> DiffuGRPOTrainer:
+    return build_trainer(DiffuGRPOTrainer, make_args(tmp_path, **overrides), tokenizer, reward_funcs, dataset, model)
 
 
 def reference_log_probs(trainer, model, sequences, seed):
@@ -332,3 +295,14 @@ def test_resume_mid_round_is_exact(tmp_path, tokenizer):
         resumed.train(resume_from_checkpoint=str(tmp_path / "full" / "out" / "checkpoint-1"))
     resumed_losses = [e["loss"] for e in resumed.state.log_history if "loss" in e and e["step"] > 1]
     assert resumed_losses == losses[1:]
+
+
+def test_dataset_smaller_than_a_generation_round_is_refused(tmp_path, tokenizer):
+    # 8 completions / 4 generations = 2 prompts per micro-batch, x 3 accumulation steps = 6 prompts per round
+    args = make_args(tmp_path, gradient_accumulation_steps=3)
+    with pytest.raises(
+        ValueError, match=r"has 5 prompts but a generation round takes 6 \(per_device_train_batch_size"
+    ):
+        build_trainer(DiffuGRPOTrainer, args, tokenizer, dataset=Dataset.from_dict({"prompt": PROMPTS[:5]}))
+    trainer = build_trainer(DiffuGRPOTrainer, args, tokenizer, dataset=Dataset.from_dict({"prompt": PROMPTS[:6]}))
+    assert trainer._generation_geometry()[0] == 6

@@ -25,6 +25,7 @@ import trl
 from datasets import Dataset
 from huggingface_hub import HfApi, ModelCard
 from huggingface_hub.utils import filter_repo_objects
+from trainer_helpers import cpu_config_kwargs
 from transformers import AutoModel, AutoTokenizer
 
 from trl_dam.core import low_confidence_decode
@@ -81,24 +82,8 @@ def hub(monkeypatch, tmp_path):
 
 
 def make_args(tmp_path, **overrides) -> DAMConfig:
-    kwargs = dict(
-        output_dir=str(tmp_path / "tiny-dam"),
-        use_cpu=True,
-        bf16=False,
-        report_to="none",
-        save_strategy="no",
-        disable_tqdm=True,
-        max_steps=2,
-        per_device_train_batch_size=8,
-        num_generations=4,
-        max_completion_length=N,
-        learning_rate=1e-2,
-        beta=0.05,
-        logging_steps=1,
-        seed=0,
-    )
-    kwargs.update(overrides)
-    return DAMConfig(**kwargs)
+    kwargs = cpu_config_kwargs(tmp_path, output_dir=str(tmp_path / "tiny-dam"), max_steps=2, beta=0.05)
+    return DAMConfig(**(kwargs | {"lr_scheduler_type": "linear"} | overrides))
 
 
 def logits(model, tokenizer, trainer) -> torch.Tensor:

@@ -12,61 +12,23 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import pytest
 import torch
 from datasets import Dataset
+from trainer_helpers import PROMPTS, N, build_trainer, char_tokenizer, cpu_config_kwargs, frac_a, history, tiny_model
 
 from trl_dam.core import gather_jump_log_probs, jump_log_probs
-from trl_dam.models import build_char_tokenizer, build_tiny_masked_lm
 from trl_dam.trainers import DAMConfig, DAMTrainer
-
-N = 6  # completion length
-PROMPTS = ["abc", "de", "fgh a", "h", "bb", "cab", "g", "ef", "ha", "gg", "bd", "c"]
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return build_char_tokenizer("abcdefgh ")
-
-
-def tiny_model(tokenizer, seed: int = 0):
-    return build_tiny_masked_lm(tokenizer, kind="llada", seed=seed)
-
-
-def frac_a(completions, **kwargs):
-    """Fraction of the completion canvas spelled "a": completion-dependent, so the K rollouts of a state differ."""
-    texts = [c[0]["content"] if isinstance(c, list) else c for c in completions]
-    return [t.count("a") / N for t in texts]
+    return char_tokenizer()
 
 
 def make_args(tmp_path, **overrides) -> DAMConfig:
-    kwargs = dict(
-        output_dir=str(tmp_path / "out"),
-        use_cpu=True,
-        bf16=False,
-        report_to="none",
-        save_strategy="no",
-        disable_tqdm=True,
-        max_steps=3,
-        per_device_train_batch_size=8,
-        num_generations=4,
-        max_completion_length=N,
-        learning_rate=1e-2,
-        lr_scheduler_type="constant",
-        beta=0.05,
-        logging_steps=1,
-        seed=0,
-    )
-    kwargs.update(overrides)
-    return DAMConfig(**kwargs)
+    return DAMConfig(**cpu_config_kwargs(tmp_path, **{"beta": 0.05, **overrides}))
 
 
 def make_trainer(tmp_path, tokenizer, reward_funcs=frac_a, dataset=None, model=None, **overrides) -> DAMTrainer:
-    dataset = dataset if dataset is not None else Dataset.from_dict({"prompt": PROMPTS})
-    model = model if model is not None else tiny_model(tokenizer)
-    args = make_args(tmp_path, **overrides)
-    return DAMTrainer(model, reward_funcs, args=args, train_dataset=dataset, processing_class=tokenizer)
-
-
-def history(trainer, key):
-    return [entry[key] for entry in trainer.state.log_history if key in entry]
+    return build_trainer(DAMTrainer, make_args(tmp_path, **overrides), tokenizer, reward_funcs, dataset, model)
 
 
 # ---------------------------------------------------------------------------------------------------- config
@@ -449,3 +411,13 @@ def test_resume_from_checkpoint_is_exact(tmp_path, tokenizer):
     resumed_losses = [e["loss"] for e in resumed.state.log_history if "loss" in e and e["step"] > 3]
     assert resumed_losses == losses[3:]
     assert len(resumed.replay_buffer) == len(full.replay_buffer)
+
+
+def test_dataset_smaller_than_a_generation_round_is_refused(tmp_path, tokenizer):
+    args = make_args(tmp_path, per_device_prompts_per_generation=5)
+    with pytest.raises(
+        ValueError, match=r"has 4 prompts but a generation round takes 5 \(`per_device_prompts_per_gen"
+    ):
+        build_trainer(DAMTrainer, args, tokenizer, dataset=Dataset.from_dict({"prompt": PROMPTS[:4]}))
+    trainer = build_trainer(DAMTrainer, args, tokenizer, dataset=Dataset.from_dict({"prompt": PROMPTS[:5]}))
+    assert trainer._generation_geometry()[0] == 5

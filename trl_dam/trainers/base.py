@@ -150,6 +150,12 @@ class DiffusionRLTrainer(BaseTrainer):
         self.generator = torch.Generator().manual_seed(args.seed + self.accelerator.process_index)
         if hasattr(self.model, "add_model_tags"):
             self.model.add_model_tags(self._tag_names)
+        round_size = self._generation_geometry()[0] * self.accelerator.num_processes
+        if train_dataset is not None and len(train_dataset) < round_size:
+            raise ValueError(
+                f"The training dataset has {len(train_dataset)} prompts but a generation round takes {round_size} "
+                f"({self._round_size_hint} x processes): lower it or add prompts."
+            )
 
     # ------------------------------------------------------------------ model, tokenizer, reference
 
@@ -244,6 +250,9 @@ class DiffusionRLTrainer(BaseTrainer):
         # Rows are consumed whole by `_prepare_inputs`, not by the model's forward.
         if self._signature_columns is None:
             self._signature_columns = ["prompt"]
+
+    #: The config fields that set a generation round's prompts per device, named when the dataset is too small.
+    _round_size_hint = "the prompts per generation round"
 
     def _generation_geometry(self) -> tuple[int, int, int]:
         """``(prompts per device and batch, copies of each prompt in a batch, batches served per draw)``."""

@@ -98,6 +98,7 @@ class DAMTrainer(DiffusionRLTrainer):
     config_class = DAMConfig
     _tag_names = ["trl", "trl-dam", "dam", "diffusion"]
     _name = "DAM"
+    _round_size_hint = "`per_device_prompts_per_generation`"
     _paper = {
         "title": "Discrete Adjoint Matching",
         "id": "2602.07132",
@@ -137,12 +138,6 @@ class DAMTrainer(DiffusionRLTrainer):
             optimizers=optimizers,
             peft_config=peft_config,
         )
-        needed = self.args.prompts_per_generation * self.accelerator.num_processes
-        if train_dataset is not None and len(train_dataset) < needed:
-            raise ValueError(
-                f"The training dataset has {len(train_dataset)} prompts but a generation round takes {needed} "
-                "(`per_device_prompts_per_generation` x processes): lower it or add prompts."
-            )
         self.replay_buffer = ReplayBuffer(
             self.args.buffer_capacity, seed=self.args.seed + self.accelerator.process_index
         )

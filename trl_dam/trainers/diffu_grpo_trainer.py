@@ -91,6 +91,7 @@ class DiffuGRPOTrainer(DiffusionRLTrainer):
     config_class = DiffuGRPOConfig
     _tag_names = ["trl", "trl-dam", "diffu-grpo", "d1", "diffusion"]
     _name = "DiffuGRPO"
+    _round_size_hint = "per_device_train_batch_size / num_generations x gradient_accumulation_steps"
     _paper = {
         "title": "d1: Scaling Reasoning in Diffusion Large Language Models via Reinforcement Learning",
         "id": "2504.12216",
@@ -129,13 +130,6 @@ class DiffuGRPOTrainer(DiffusionRLTrainer):
             optimizers=optimizers,
             peft_config=peft_config,
         )
-        needed = self.args.prompts_per_micro_batch * self.args.gradient_accumulation_steps
-        needed *= self.accelerator.num_processes
-        if train_dataset is not None and len(train_dataset) < needed:
-            raise ValueError(
-                f"The training dataset has {len(train_dataset)} prompts but a generation round takes {needed} "
-                "(per_device_train_batch_size / num_generations x gradient_accumulation_steps x processes)."
-            )
         self._round: list[dict[str, Any]] | None = None  # the current generation round, one entry per micro-batch
         self._round_step: int | None = None  # optimizer step at which the current micro-step count started
         self._micro_step = 0  # index of the micro-step within the optimizer step
