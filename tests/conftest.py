@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -116,3 +117,26 @@ def toy() -> SimpleNamespace:
         empirical_distribution=empirical_distribution,
         tv_bound=tv_bound,
     )
+
+
+@pytest.fixture
+def isolated_remote_code(tmp_path, monkeypatch):
+    """Remote code is copied into `tmp_path/modules` (not ~/.cache) and imported as a fresh `transformers_modules`.
+
+    The folder goes to the *front* of `sys.path`: transformers only appends its modules cache, and a
+    `transformers_modules` package already reachable through an earlier entry (the real HF modules cache, put on
+    the path by `evaluate.load` or an earlier remote-code load) would otherwise shadow it, and the relative imports
+    of the copied modeling files would resolve there.
+    """
+    import transformers.dynamic_module_utils as dynamic_module_utils
+
+    modules = str(tmp_path / "modules")
+    monkeypatch.setattr(dynamic_module_utils, "HF_MODULES_CACHE", modules)
+    monkeypatch.setattr(sys, "path", [modules, *sys.path])
+    saved = {name: module for name, module in sys.modules.items() if name.split(".")[0] == "transformers_modules"}
+    for name in saved:
+        del sys.modules[name]
+    yield
+    for name in [name for name in sys.modules if name.split(".")[0] == "transformers_modules"]:
+        del sys.modules[name]
+    sys.modules.update(saved)

@@ -1,7 +1,6 @@
 """`load_diffusion_lm`: save/load round trips of every tiny kind, auto-class choice and the remote-code path."""
 
 import json
-import sys
 
 import pytest
 import torch
@@ -134,22 +133,6 @@ REMOTE_CONFIG = {
         "auto_map": {"AutoConfig": "configuration_dream.DreamConfig", "AutoModel": "modeling_dream.DreamModel"},
     },
 }
-
-
-@pytest.fixture
-def isolated_remote_code(tmp_path, monkeypatch):
-    """Remote code is copied into `tmp_path/modules` (not ~/.cache) and imported as a fresh `transformers_modules`."""
-    import transformers.dynamic_module_utils as dynamic_module_utils
-
-    monkeypatch.setattr(dynamic_module_utils, "HF_MODULES_CACHE", str(tmp_path / "modules"))
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    saved = {name: module for name, module in sys.modules.items() if name.split(".")[0] == "transformers_modules"}
-    for name in saved:
-        del sys.modules[name]
-    yield
-    for name in [name for name in sys.modules if name.split(".")[0] == "transformers_modules"]:
-        del sys.modules[name]
-    sys.modules.update(saved)
 
 
 @pytest.mark.parametrize("kind", ["llada", "dream"])
