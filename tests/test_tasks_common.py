@@ -1,6 +1,7 @@
 """Shared task helpers: completion text, answer tags, boxed answers, prompt wrapping and local dataset loading."""
 
 import json
+import sys
 
 import pytest
 
@@ -14,6 +15,7 @@ from trl_dam.tasks import (
     last_boxed_content,
     load_split,
 )
+from trl_dam.tasks import boxed as boxed_module
 from trl_dam.tasks.prompting import as_prompt, check_prompt_style
 
 
@@ -78,6 +80,40 @@ class TestBoxed:
 
     def test_no_box(self):
         assert last_boxed_content("no box here, \\boxedx{1}") is None
+
+    def test_braceless_argument_stops_at_the_next_box(self):
+        assert find_boxed_contents(r"\boxed a\boxed{b} \fbox \boxed{c}") == ["a", "b", "c"]
+
+    def test_unclosed_boxes_by_the_thousand(self):
+        # 70 KB of truncated boxes, then one complete box: it alone is found.
+        assert find_boxed_contents("\\boxed{" * 10_000) == []
+        assert last_boxed_content("\\boxed{" * 10_000 + r"\boxed{7}") == "7"
+        assert last_boxed_content("\\boxed{" * 10_000 + "}" * 10_000) == "\\boxed{" * 9_999 + "}" * 9_999
+
+    def test_work_grows_linearly_with_unclosed_boxes(self):
+        # Python lines executed inside the parser's module, at n and 2n repeats: a quadratic parse (rescanning to the
+        # end after every unclosed box) doubles its work per box, so the total grows four-fold.
+        def lines_executed(text):
+            count = 0
+
+            def tracer(frame, event, arg):
+                nonlocal count
+                if frame.f_code.co_filename == boxed_module.__file__:
+                    count += event == "line"
+                    return tracer
+                return None
+
+            sys.settrace(tracer)
+            try:
+                find_boxed_contents(text)
+            finally:
+                sys.settrace(None)
+            return count
+
+        for unit in ("\\boxed{", "\\boxed{{\\{", "\\fbox {}\\boxed a"):
+            small, large = lines_executed(unit * 500), lines_executed(unit * 1000)
+            assert small > 500
+            assert large < 2.1 * small, (unit, small, large)
 
 
 class TestPrompting:

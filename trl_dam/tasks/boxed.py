@@ -1,4 +1,8 @@
-r"""Find the arguments of LaTeX ``\boxed{...}`` (and ``\fbox{...}``), with nested braces handled properly."""
+r"""Find the arguments of LaTeX ``\boxed{...}`` (and ``\fbox{...}``), with nested braces handled properly.
+
+The whole text is read once (brace matching with a stack), so the cost is linear in its length even for adversarial
+completions such as ``\boxed{`` repeated thousands of times (reward functions call this on every completion).
+"""
 
 from __future__ import annotations
 
@@ -6,37 +10,34 @@ import re
 
 __all__ = ["find_boxed_contents", "last_boxed_content"]
 
-_BOXED = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
+_BOX = r"\\(?:boxed|fbox)(?![A-Za-z])"
+_BOXED = re.compile(_BOX)
+# A backslash escapes the character after it (``\{`` and ``\}`` are literal braces); every other brace counts.
+_BRACE_OR_ESCAPE = re.compile(r"\\.|[{}]", re.DOTALL)
+# The brace-less form's argument: the next token, which ends at whitespace, ``$`` or the next box.
+_BARE_ARGUMENT = re.compile(rf"(?:(?!{_BOX})[^\s$])+")
 
 
-def _braced_argument(text: str, start: int) -> tuple[str, int] | None:
-    r"""Read a ``{...}`` group that opens at ``text[start]``; return (content, index after it) or ``None``.
-
-    Escaped braces ``\{`` and ``\}`` are literal characters and do not change the nesting depth.
-    """
-    depth = 0
-    i = start
-    while i < len(text):
-        char = text[i]
-        if char == "\\":
-            i += 2
-            continue
-        if char == "{":
-            depth += 1
-        elif char == "}":
-            depth -= 1
-            if depth == 0:
-                return text[start + 1 : i], i + 1
-        i += 1
-    return None
+def _closing_braces(text: str) -> dict[int, int]:
+    """Map the index of every ``{`` whose group closes to the index of its ``}`` (one pass, a stack of opens)."""
+    closing: dict[int, int] = {}
+    opened: list[int] = []
+    for token in _BRACE_OR_ESCAPE.finditer(text):
+        brace = token.group()
+        if brace == "{":
+            opened.append(token.start())
+        elif brace == "}" and opened:
+            closing[opened.pop()] = token.start()
+    return closing
 
 
 def find_boxed_contents(text: str) -> list[str]:
     r"""Return the contents of every complete ``\boxed{...}`` / ``\fbox{...}`` in ``text``, in order.
 
-    Braces are matched by depth, so ``\boxed{\frac{1}{2}}`` gives ``\frac{1}{2}``. The brace-less form
-    ``\boxed 5`` gives the next whitespace-delimited token. A box whose braces never close (a truncated
-    generation) is skipped. The contents are stripped.
+    Braces are matched by depth, so ``\boxed{\frac{1}{2}}`` gives ``\frac{1}{2}``; a box inside another box's argument
+    is part of that argument, not a separate result. The brace-less form ``\boxed 5`` gives the next token (up to
+    whitespace, ``$`` or the next box). A box whose braces never close (a truncated generation) is skipped. The
+    contents are stripped.
 
     Args:
         text: Text to search.
@@ -44,29 +45,24 @@ def find_boxed_contents(text: str) -> list[str]:
     Returns:
         The list of box contents (possibly empty).
     """
+    closing = None  # built on the first braced box: most texts have none
     contents = []
     position = 0
-    while True:
-        match = _BOXED.search(text, position)
-        if match is None:
-            return contents
-        i = match.end()
+    while (match := _BOXED.search(text, position)) is not None:
+        position = match.end()
+        i = position
         while i < len(text) and text[i] == " ":
             i += 1
         if i < len(text) and text[i] == "{":
-            group = _braced_argument(text, i)
-            if group is None:
-                position = match.end()
-                continue
-            content, position = group
-            contents.append(content.strip())
-        elif i > match.end():
-            token = re.match(r"[^\s$]+", text[i:])
-            if token is not None:
-                contents.append(token.group(0))
-            position = i
-        else:
-            position = match.end()
+            closing = _closing_braces(text) if closing is None else closing
+            end = closing.get(i)
+            if end is not None:
+                contents.append(text[i + 1 : end].strip())
+                position = end + 1
+        elif i > match.end() and (token := _BARE_ARGUMENT.match(text, i)) is not None:
+            contents.append(token.group())
+            position = token.end()
+    return contents
 
 
 def last_boxed_content(text: str) -> str | None:
