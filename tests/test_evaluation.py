@@ -212,6 +212,44 @@ def test_script_on_chat_prompts_generated_and_local_tasks(tmp_path):
     assert set(TASK_EVALUATIONS) == {"sudoku", "countdown", "gsm8k", "math500"}
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--generation_lengths", "0", "`generation_lengths` must be >= 1"),
+        ("--generation_lengths", "48", "not a multiple of the block length"),
+        ("--batch_size", "0", "`batch_size` must be >= 1"),
+        ("--block_length", "0", "`block_length` must be >= 1"),
+        ("--tokens_per_step", "0", "`tokens_per_step` must be >= 1"),
+        ("--num_problems", "0", "`num_problems` must be None or >= 1"),
+    ],
+)
+def test_script_rejects_bad_settings_when_parsing(option, value, message):
+    # Before: lengths or batch size 0 divided by zero after the model was loaded.
+    script = load_script()
+    with pytest.raises(ValueError, match=message):
+        script.make_parser().parse_args_and_config(["--model_name_or_path", "unused", option, value])
+
+
+def test_script_rejects_an_unwritable_output_file_before_loading_anything(tmp_path):
+    # Before: the file was opened after the whole evaluation, losing every completion. The model path does not
+    # exist, so reaching the model loader would raise another error.
+    script = load_script()
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    for output in (blocker / "scores.json", tmp_path):
+        (args,) = script.make_parser().parse_args_and_config(
+            ["--model_name_or_path", str(tmp_path / "missing-model"), "--output_file", str(output)]
+        )
+        with pytest.raises(ValueError, match="--output_file .* cannot be written"):
+            script.main(args)
+    writable = tmp_path / "new" / "scores.json"
+    script.check_output_file(str(writable))
+    assert not writable.exists() and writable.parent.is_dir()  # checked, not left behind as an empty file
+    blocker_text = blocker.read_text()
+    script.check_output_file(str(blocker))
+    assert blocker.read_text() == blocker_text  # an existing file is not truncated by the check
+
+
 def test_console_script_exits_zero_and_prints_the_table(sudoku_checkpoints):
     import shutil
     import subprocess

@@ -133,6 +133,30 @@ class LengthResult:
     seconds: float
 
 
+def check_decoding_settings(
+    lengths: Sequence[int], *, block_length: int, tokens_per_step: int, batch_size: int
+) -> None:
+    """Raise a ValueError naming the setting, before any model is loaded or decoded, when a length cannot be decoded
+    with d1's protocol (see :func:`evaluate_generation_lengths`) or a count is below 1."""
+    for name, value in (("block_length", block_length), ("tokens_per_step", tokens_per_step), ("batch_size", batch_size)):
+        if value < 1:
+            raise ValueError(f"`{name}` must be >= 1, got {value}.")
+    if not lengths:
+        raise ValueError("`generation_lengths` is empty: give at least one completion length.")
+    for length in lengths:
+        if length < 1:
+            raise ValueError(f"`generation_lengths` must be >= 1 tokens each, got {length}.")
+        block = min(block_length, length)
+        if length % block:
+            raise ValueError(f"Generation length {length} is not a multiple of the block length {block_length}.")
+        steps = max(1, length // tokens_per_step)
+        if steps % (length // block):
+            raise ValueError(
+                f"{steps} denoiser calls ({length} tokens / {tokens_per_step} per call) do not split evenly over "
+                f"{length // block} blocks of {block} tokens."
+            )
+
+
 def evaluate_generation_lengths(
     model,
     tokenizer,
@@ -178,17 +202,11 @@ def evaluate_generation_lengths(
         raise ValueError(f"The {task} evaluation set lacks the column(s) {missing} its metric needs.")
     metric = load_metric(evaluation.metric)
     metric_inputs = {arg: list(dataset[column]) for arg, column in evaluation.metric_columns.items()}
+    check_decoding_settings(lengths, block_length=block_length, tokens_per_step=tokens_per_step, batch_size=batch_size)
     results: dict[int, LengthResult] = {}
     for length in lengths:
         block = min(block_length, length)
-        if length % block:
-            raise ValueError(f"Generation length {length} is not a multiple of the block length {block_length}.")
         steps = max(1, length // tokens_per_step)
-        if steps % (length // block):
-            raise ValueError(
-                f"{steps} denoiser calls ({length} tokens / {tokens_per_step} per call) do not split evenly over "
-                f"{length // block} blocks of {block} tokens."
-            )
         start = time.perf_counter()
         texts = decode_completions(
             model,

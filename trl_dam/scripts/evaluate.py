@@ -40,6 +40,7 @@ from trl_dam.evaluation import (
     D1_BLOCK_LENGTH,
     D1_GENERATION_LENGTHS,
     TASK_EVALUATIONS,
+    check_decoding_settings,
     evaluate_generation_lengths,
     format_length_table,
     load_eval_dataset,
@@ -105,6 +106,31 @@ class EvaluateScriptArguments:
         default=None, metadata={"help": "JSON file for the scores, the settings and every completion."}
     )
 
+    def __post_init__(self):
+        # Checked here, before any model or data is loaded, so a typo costs seconds, not a whole evaluation.
+        check_decoding_settings(
+            self.generation_lengths,
+            block_length=self.block_length,
+            tokens_per_step=self.tokens_per_step,
+            batch_size=self.batch_size,
+        )
+        if self.num_problems is not None and self.num_problems < 1:
+            raise ValueError(f"`num_problems` must be None or >= 1, got {self.num_problems}.")
+
+
+def check_output_file(path: str) -> None:
+    """Fail now, not after the evaluation, when the scores and completions could not be written to ``path``: create
+    its folder and open it for appending (a file that did not exist is removed again)."""
+    existed = os.path.exists(path)
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "a"):
+            pass
+    except OSError as err:
+        raise ValueError(f"--output_file {path!r} cannot be written: {err}") from err
+    if not existed:
+        os.remove(path)
+
 
 def load_model_and_tokenizer(path: str, args: EvaluateScriptArguments):
     """The model (a `PeftModel` for an adapter folder) and its tokenizer (the adapter folder's, else its base's)."""
@@ -127,6 +153,8 @@ def main(args: EvaluateScriptArguments) -> dict:
             f"{len(labels)} --model_labels for {len(args.model_name_or_path)} models: give one label per model."
         )
     state = PartialState()
+    if args.output_file and state.is_main_process:
+        check_output_file(args.output_file)
     datasets_by_task = {
         task: load_eval_dataset(
             task,
@@ -187,7 +215,6 @@ def main(args: EvaluateScriptArguments) -> dict:
             }
             for label, per_task in results.items()
         }
-        os.makedirs(os.path.dirname(os.path.abspath(args.output_file)), exist_ok=True)
         with open(args.output_file, "w") as f:
             json.dump(summary | {"completions": completions}, f, indent=2)
         state.print(f"Scores and completions written to {args.output_file}")
