@@ -16,19 +16,19 @@ A method subclass implements `_prepare_inputs` / `compute_loss` and the dataload
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import copy
 import inspect
 import math
 import os
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from accelerate.utils import gather, is_peft_model
 from datasets import Dataset, IterableDataset
@@ -46,7 +46,14 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import logging
 from trl.data_utils import apply_chat_template, is_conversational
 from trl.models import unwrap_model_for_generation
-from trl.trainer.utils import RepeatSampler, disable_dropout_in_model, get_callable_name, get_config_model_id
+from trl.trainer.utils import (
+    RepeatSampler,
+    disable_dropout_in_model,
+    get_callable_name,
+    get_config_model_id,
+    identity,
+    nanstd,
+)
 
 from trl_dam.core import Trajectory, sample_ctmc, sample_low_confidence
 from trl_dam.models import load_diffusion_lm, resolve_adapter, unwrap_model
@@ -54,6 +61,7 @@ from trl_dam.models import load_diffusion_lm, resolve_adapter, unwrap_model
 from ._compat import BaseTrainer
 from .base_config import DiffusionRLConfig
 from .model_card import build_model_card
+from .reward_calls import RewardLoop, RewardTimeoutError
 
 logger = logging.get_logger(__name__)
 
@@ -136,7 +144,7 @@ class DiffusionRLTrainer(BaseTrainer):
         super().__init__(
             model=model,
             args=args,
-            data_collator=_identity,  # rows stay dicts: prompts are tokenised and sampled in `_prepare_inputs`
+            data_collator=identity,  # rows stay dicts: prompts are tokenised and sampled in `_prepare_inputs`
             train_dataset=train_dataset,
             eval_dataset=eval_dataset,
             processing_class=processing_class,
@@ -423,6 +431,7 @@ class DiffusionRLTrainer(BaseTrainer):
                     func, num_labels=1, trust_remote_code=bool(args.trust_remote_code)
                 )
         self.reward_funcs = funcs
+        self._reward_loop = RewardLoop(timeout=args.reward_timeout)
         self.reward_func_names = [
             (get_config_model_id(f.config).split("/")[-1] or type(f).__name__)
             if isinstance(f, nn.Module)
@@ -487,7 +496,7 @@ class DiffusionRLTrainer(BaseTrainer):
             "log_extra": lambda column, values: None,  # no completions table yet; accepted for TRL compatibility
             "log_metric": self._log_reward_metric,
         }
-        out = torch.empty(len(prompts), len(self.reward_funcs))
+        values_per_func, awaiting = [], []
         for i, (func, proc, name) in enumerate(
             zip(self.reward_funcs, self.reward_processing_classes, self.reward_func_names)
         ):
@@ -496,13 +505,24 @@ class DiffusionRLTrainer(BaseTrainer):
                     values = self._reward_model_scores(func, proc, prompts, completions)
                 else:
                     values = func(prompts=prompts, completions=completions, completion_ids=completion_ids, **kwargs)
-                    if inspect.isawaitable(values):
-                        values = asyncio.run(_await(values))
             except Exception as err:
+                values = err
+            if inspect.isawaitable(values):
+                awaiting.append((i, name, values))  # started together below, so async rewards overlap
+            values_per_func.append(values)
+        if awaiting:
+            results = self._reward_loop.gather([(name, awaitable) for _, name, awaitable in awaiting])
+            for (i, _, _), values in zip(awaiting, results):
+                values_per_func[i] = values
+        out = torch.empty(len(prompts), len(self.reward_funcs))
+        for i, (values, name) in enumerate(zip(values_per_func, self.reward_func_names)):
+            if isinstance(values, RewardTimeoutError):
+                raise values
+            if isinstance(values, Exception):
                 raise RuntimeError(
-                    f"Reward function '{name}' raised {type(err).__name__} while scoring {len(prompts)} completions "
-                    f"(step {self.state.global_step}): {err}"
-                ) from err
+                    f"Reward function '{name}' raised {type(values).__name__} while scoring {len(prompts)} "
+                    f"completions (step {self.state.global_step}): {values}"
+                ) from values
             out[:, i] = torch.tensor(_validate_rewards(values, name, prompts, completions))
         return out.to(self.accelerator.device)
 
@@ -554,7 +574,7 @@ class DiffusionRLTrainer(BaseTrainer):
         for i, name in enumerate(self.reward_func_names):
             column = per_func[:, i]
             self._log_value(f"rewards/{name}/mean", float(column.nanmean()))
-            self._log_value(f"rewards/{name}/std", float(_nanstd(column)))
+            self._log_value(f"rewards/{name}/std", float(nanstd(column)))
         total = gather(rewards)
         self._log_value("reward", float(total.mean()))
         self._log_value("reward_std", float(total.std()) if total.numel() > 1 else 0.0)
@@ -644,22 +664,21 @@ class _EpochSeededRepeatSampler(RepeatSampler):
             self.generator.manual_seed((self.seed or 0) + epoch)
 
 
-def _identity(rows):
-    return rows
-
-
-async def _await(awaitable):
-    return await awaitable
-
-
-def _nanstd(values: Tensor) -> Tensor:
-    valid = values[~torch.isnan(values)]
-    return valid.std() if valid.numel() > 1 else torch.zeros(())
-
-
 def _validate_rewards(values, name: str, prompts: list, completions: list) -> list[float]:
-    """``None`` -> NaN (the function abstains); anything else must be a finite number, one per completion."""
-    values = list(values)
+    """``None`` -> NaN (the function abstains); anything else must be a finite number, one per completion.
+
+    Accepted, as TRL accepts them: any sequence of one value per completion (list, tuple, 1-D numpy array or tensor,
+    any iterable but a mapping or a string), each a number `float()` reads (int, bool, numpy or 0-d torch scalar) or
+    `None`. Anything else raises a TypeError naming the function.
+    """
+    if isinstance(values, Mapping | str | bytes) or not isinstance(values, Iterable):
+        raise TypeError(
+            f"Reward function '{name}' returned {_describe(values)}; it must return a list of {len(prompts)} rewards, "
+            "one float (or None to abstain) per completion."
+        )
+    values = values.tolist() if isinstance(values, Tensor | np.ndarray) else list(values)
+    if not isinstance(values, list):  # a 0-d tensor or array
+        raise TypeError(f"Reward function '{name}' returned the scalar {values!r}; it must return one per completion.")
     if len(values) != len(prompts):
         raise ValueError(
             f"Reward function '{name}' returned {len(values)} rewards for {len(prompts)} completions; it must return "
@@ -681,6 +700,12 @@ def _validate_rewards(values, name: str, prompts: list, completions: list) -> li
             )
         out.append(number)
     return out
+
+
+def _describe(values) -> str:
+    if isinstance(values, Mapping):
+        return f"a {type(values).__name__} (keys {list(values)[:4]!r}), not a list"
+    return f"{type(values).__name__} {values!r}"[:200]
 
 
 def _check_reward_signature(func, name: str, columns: set[str] | None) -> None:

@@ -65,6 +65,9 @@ class DiffusionRLConfig(BaseConfig):
 
         reward_weights (`list[float]`, *optional*):
             Weight of each reward function in the total reward; all ones when `None`.
+        reward_timeout (`float`, *optional*):
+            Seconds an async reward function may take per call before training stops with an error naming it. `None`:
+            no limit. Synchronous functions cannot be interrupted from outside; give them their own timeouts.
     """
 
     _VALID_DICT_FIELDS = BaseConfig._VALID_DICT_FIELDS + ["model_init_kwargs", "chat_template_kwargs"]
@@ -156,6 +159,13 @@ class DiffusionRLConfig(BaseConfig):
         default=None,
         metadata={"help": "Weight of each reward function in the total reward; all ones when None."},
     )
+    reward_timeout: float | None = field(
+        default=None,
+        metadata={
+            "help": "Seconds an async reward function may take per call before training stops with an error naming "
+            "it; None: no limit. Synchronous functions are not interrupted."
+        },
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -163,6 +173,12 @@ class DiffusionRLConfig(BaseConfig):
         _check(self.num_generations >= 1, "num_generations", "must be >= 1", self.num_generations)
         _check(self.sampler in SAMPLERS, "sampler", f"must be one of {SAMPLERS}", self.sampler)
         _check(self.temperature > 0, "temperature", "must be > 0 (the samplers are stochastic)", self.temperature)
+        _check(
+            self.reward_timeout is None or self.reward_timeout > 0,
+            "reward_timeout",
+            "must be None or > 0",
+            self.reward_timeout,
+        )
         for name in ("max_prompt_length", "sampling_batch_size", "diffusion_steps", "block_length"):
             value = getattr(self, name)
             _check(value is None or value >= 1, name, "must be None or >= 1", value)
