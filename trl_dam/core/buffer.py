@@ -66,6 +66,13 @@ class ReplayBuffer:
         index = torch.randint(len(self.items), (num,), generator=self.generator)
         return [self.items[i] for i in index.tolist()]
 
+    def resize(self, capacity: int) -> None:
+        """Change the capacity; when it shrinks below the stored count, the oldest samples are evicted (FIFO)."""
+        if capacity < 1:
+            raise ValueError(f"replay buffer capacity must be >= 1, got {capacity}")
+        self.capacity = capacity
+        del self.items[: max(0, len(self.items) - capacity)]
+
     def staleness(self, current_step: int) -> float:
         """Mean age in optimizer steps of the stored samples."""
         if not self.items:

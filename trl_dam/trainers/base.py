@@ -60,6 +60,7 @@ from trl_dam.models import load_diffusion_lm, resolve_adapter, unwrap_model
 
 from ._compat import BaseTrainer
 from .base_config import DiffusionRLConfig
+from .checkpointing import TRAINER_STATE_FILE, is_complete_checkpoint, last_complete_checkpoint
 from .model_card import build_model_card
 from .reward_calls import RewardLoop, RewardTimeoutError
 
@@ -122,6 +123,7 @@ class DiffusionRLTrainer(BaseTrainer):
             args = self.config_class(f"{name.split('/')[-1]}-{self._name}")
         if isinstance(train_dataset, IterableDataset):
             raise NotImplementedError(f"{type(self).__name__} needs a map-style `datasets.Dataset` for training.")
+        _check_datasets(type(self).__name__, train_dataset, eval_dataset)
         set_seed(args.seed)  # PEFT initialises adapters randomly: seed before wrapping
         model, model_id = self._load_model(model, args)
         processing_class = self._load_processing_class(processing_class, model, model_id, args)
@@ -265,6 +267,30 @@ class DiffusionRLTrainer(BaseTrainer):
     def _generation_geometry(self) -> tuple[int, int, int]:
         """``(prompts per device and batch, copies of each prompt in a batch, batches served per draw)``."""
         raise NotImplementedError
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, trial=None, **kwargs):
+        """`Trainer.train`, with ``resume_from_checkpoint=True`` taking the newest *complete* checkpoint.
+
+        A folder left incomplete by a run stopped while saving is skipped with a warning naming it (see
+        [`~trl_dam.trainers.checkpointing.last_complete_checkpoint`]); a path to an incomplete folder is refused.
+        """
+        if self.train_dataset is None:
+            raise ValueError(
+                f"{type(self).__name__}.train() needs a `train_dataset` (a dataset with a 'prompt' column)."
+            )
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
+            if resume_from_checkpoint is None:
+                raise ValueError(
+                    f"resume_from_checkpoint=True, but {self.args.output_dir} holds no complete checkpoint folder."
+                )
+        elif isinstance(resume_from_checkpoint, str) and not is_complete_checkpoint(resume_from_checkpoint):
+            raise ValueError(
+                f"Cannot resume from {resume_from_checkpoint}: it has no readable {TRAINER_STATE_FILE}, so its save "
+                "did not finish (or it is not a checkpoint folder). Pass an earlier checkpoint, or True for the "
+                "newest complete one."
+            )
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs)
 
     def get_train_dataloader(self):
         # One dataloader batch is one generation round's prompts, served `repeat_count` times in a row (TRL's
@@ -706,6 +732,27 @@ def _describe(values) -> str:
     if isinstance(values, Mapping):
         return f"a {type(values).__name__} (keys {list(values)[:4]!r}), not a list"
     return f"{type(values).__name__} {values!r}"[:200]
+
+
+def _check_datasets(trainer: str, train_dataset, eval_dataset) -> None:
+    """Fail at construction, naming the dataset, when no data is given or a dataset has no ``prompt`` column."""
+    if train_dataset is None and eval_dataset is None:
+        raise ValueError(
+            f"{trainer} needs a `train_dataset` (a `datasets.Dataset` with a 'prompt' column), or an `eval_dataset` "
+            "to evaluate only; both are None."
+        )
+    named = {"train_dataset": train_dataset}
+    if isinstance(eval_dataset, dict):
+        named |= {f"eval_dataset[{key!r}]": dataset for key, dataset in eval_dataset.items()}
+    else:
+        named["eval_dataset"] = eval_dataset
+    for name, dataset in named.items():
+        columns = getattr(dataset, "column_names", None)
+        if columns is not None and "prompt" not in columns:
+            raise ValueError(
+                f"`{name}` has no 'prompt' column (its columns: {columns}). Rename the column that holds the prompts, "
+                "e.g. `dataset.rename_column('question', 'prompt')`."
+            )
 
 
 def _check_reward_signature(func, name: str, columns: set[str] | None) -> None:

@@ -169,6 +169,13 @@ class DiffusionRLConfig(BaseConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        # TrainingArguments accepts 0, which only fails later (as an empty replay buffer, or a division by zero).
+        _check(
+            self.gradient_accumulation_steps >= 1,
+            "gradient_accumulation_steps",
+            "must be >= 1",
+            self.gradient_accumulation_steps,
+        )
         _check(self.max_completion_length >= 1, "max_completion_length", "must be >= 1", self.max_completion_length)
         _check(self.num_generations >= 1, "num_generations", "must be >= 1", self.num_generations)
         _check(self.sampler in SAMPLERS, "sampler", f"must be one of {SAMPLERS}", self.sampler)

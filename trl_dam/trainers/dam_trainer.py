@@ -25,6 +25,7 @@ import torch
 from datasets import Dataset
 from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
+from transformers.utils import logging
 
 from trl_dam.core import (
     BufferItem,
@@ -40,7 +41,10 @@ from trl_dam.core import (
 )
 
 from .base import DiffusionRLTrainer, RewardFunc, ScoredCompletions
+from .checkpointing import rows_from_tensor, rows_to_tensor
 from .dam_config import DAMConfig
+
+logger = logging.get_logger(__name__)
 
 
 class DAMTrainer(DiffusionRLTrainer):
@@ -261,11 +265,28 @@ class DAMTrainer(DiffusionRLTrainer):
     # ------------------------------------------------------------------ checkpoints
 
     def _sampler_state_dict(self) -> dict[str, Any]:
-        return {**super()._sampler_state_dict(), "replay_buffer": self.replay_buffer.state_dict()}
+        buffer = self.replay_buffer.state_dict()
+        # The dataset rows travel as Arrow bytes: weights-only loading refuses e.g. datetime objects.
+        rows = [item.pop("extra") for item in buffer["items"]]
+        buffer["rows"] = rows_to_tensor(rows, getattr(self.train_dataset, "features", None))
+        return {**super()._sampler_state_dict(), "replay_buffer": buffer}
 
     def _load_sampler_state_dict(self, state: dict[str, Any]) -> None:
         super()._load_sampler_state_dict(state)
-        self.replay_buffer.load_state_dict(state["replay_buffer"])
+        buffer = dict(state["replay_buffer"])
+        if "rows" in buffer:
+            rows = rows_from_tensor(buffer.pop("rows"))
+            buffer["items"] = [{**item, "extra": row} for item, row in zip(buffer["items"], rows, strict=True)]
+        self.replay_buffer.load_state_dict(buffer)
+        capacity = self.args.buffer_capacity
+        if self.replay_buffer.capacity != capacity:
+            # The configured size wins over the checkpoint's: the user changed it on purpose.
+            logger.warning(
+                f"The checkpoint's replay buffer holds up to {self.replay_buffer.capacity} samples; resuming with "
+                f"`replay_buffer_size` {capacity} as configured"
+                + (f", keeping its newest {capacity}." if len(self.replay_buffer) > capacity else ".")
+            )
+            self.replay_buffer.resize(capacity)
 
 
 def _first_jumps(rollouts, num: int) -> dict[str, Tensor]:

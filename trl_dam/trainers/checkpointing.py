@@ -1,0 +1,88 @@
+"""What the trainers add to transformers' checkpoints: dataset rows stored safely, and skipping incomplete folders.
+
+* **Rows.** The replay buffer keeps each sample's dataset row (its columns feed the reward functions). Checkpoints
+  are read back with `torch.load(weights_only=True)`, which refuses arbitrary Python objects (a `datetime` column
+  saves, then fails to load). The rows are therefore stored as the bytes of an Arrow table written with the
+  dataset's own features (`rows_to_tensor`), which decodes back to the values the dataset served, whatever the column
+  types: timestamps, decimals, nested structs and lists, binary, images.
+* **Incomplete checkpoints.** transformers writes a checkpoint folder file by file and `trainer_state.json` last, so a
+  run killed while saving leaves a folder without it, and `resume_from_checkpoint=True` (transformers'
+  `get_last_checkpoint`, which takes the highest step) then fails on it. `last_complete_checkpoint` skips such
+  folders, with a warning naming each.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Any
+
+import pyarrow as pa
+import torch
+from datasets import Dataset, Features
+from datasets.table import InMemoryTable
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
+
+#: Written last into a checkpoint folder by `transformers.Trainer._save_checkpoint`.
+TRAINER_STATE_FILE = "trainer_state.json"
+
+_CHECKPOINT_FOLDER = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
+
+
+def rows_to_tensor(rows: list[dict[str, Any]], features: Features | None = None) -> torch.Tensor:
+    """``UInt8Tensor``: the Arrow IPC bytes of ``rows`` as a table with ``features`` (inferred where not given).
+
+    A byte tensor is what `torch.load(weights_only=True)` reads back without trusting the file.
+    """
+    if features is not None and rows and all(key in features for key in rows[0]):
+        features = Features({key: features[key] for key in rows[0]})
+    else:
+        features = None
+    table = Dataset.from_list(rows, features=features).data.table
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return torch.frombuffer(bytearray(sink.getvalue().to_pybytes()), dtype=torch.uint8)
+
+
+def rows_from_tensor(data: torch.Tensor) -> list[dict[str, Any]]:
+    """Inverse of `rows_to_tensor`: the rows, decoded with the features stored in the table's schema."""
+    table = pa.ipc.open_stream(pa.py_buffer(data.numpy().tobytes())).read_all()
+    return Dataset(InMemoryTable(table)).to_list()
+
+
+def is_complete_checkpoint(folder: str) -> bool:
+    """Whether ``folder`` holds a checkpoint whose save finished: its `trainer_state.json` exists and parses."""
+    try:
+        with open(os.path.join(folder, TRAINER_STATE_FILE)) as f:
+            json.load(f)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def last_complete_checkpoint(output_dir: str) -> str | None:
+    """The highest-step `checkpoint-N` folder of ``output_dir`` whose save finished, or ``None``.
+
+    Newer folders that are incomplete (a run killed while saving) are skipped with a warning naming them.
+    """
+    if not os.path.isdir(output_dir):
+        return None
+    steps = {}
+    for name in os.listdir(output_dir):
+        match = _CHECKPOINT_FOLDER.match(name)
+        if match and os.path.isdir(os.path.join(output_dir, name)):
+            steps[name] = int(match.group(1))
+    for name in sorted(steps, key=steps.get, reverse=True):
+        folder = os.path.join(output_dir, name)
+        if is_complete_checkpoint(folder):
+            return folder
+        logger.warning(
+            f"Skipping the incomplete checkpoint {folder} (no readable {TRAINER_STATE_FILE}: the run was probably "
+            "stopped while saving it); resuming from an earlier one."
+        )
+    return None
