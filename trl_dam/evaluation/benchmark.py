@@ -138,7 +138,11 @@ def check_decoding_settings(
 ) -> None:
     """Raise a ValueError naming the setting, before any model is loaded or decoded, when a length cannot be decoded
     with d1's protocol (see :func:`evaluate_generation_lengths`) or a count is below 1."""
-    for name, value in (("block_length", block_length), ("tokens_per_step", tokens_per_step), ("batch_size", batch_size)):
+    for name, value in (
+        ("block_length", block_length),
+        ("tokens_per_step", tokens_per_step),
+        ("batch_size", batch_size),
+    ):
         if value < 1:
             raise ValueError(f"`{name}` must be >= 1, got {value}.")
     if not lengths:
