@@ -25,6 +25,14 @@ from datasets.table import InMemoryTable
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import logging
 
+__all__ = [
+    "TRAINER_STATE_FILE",
+    "is_complete_checkpoint",
+    "last_complete_checkpoint",
+    "rows_from_tensor",
+    "rows_to_tensor",
+]
+
 logger = logging.get_logger(__name__)
 
 #: Written last into a checkpoint folder by `transformers.Trainer._save_checkpoint`.

@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Sequence
 
 from trl.trainer.utils import shutdown_event_loop_in_daemon, start_event_loop_in_daemon
 
+__all__ = ["RewardLoop", "RewardTimeoutError"]
+
 
 class RewardTimeoutError(TimeoutError):
     """An awaited reward call took longer than the trainer's `reward_timeout`."""
