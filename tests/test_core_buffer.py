@@ -70,3 +70,15 @@ def test_state_dict_round_trip_gives_identical_future_samples():
     assert _ids(from_disk.sample(20)) == expected_after_add
     for a, b in zip(from_disk.items, buffer.items):
         assert torch.equal(a.prompt_ids, b.prompt_ids) and a.step == b.step
+
+
+def test_resize_evicts_the_oldest_and_then_keeps_the_new_capacity():
+    buffer = ReplayBuffer(capacity=5, seed=0)
+    _fill(buffer, 5)
+    buffer.resize(2)
+    assert buffer.capacity == 2 and _ids(buffer.items) == [3, 4]
+    buffer.resize(4)
+    _fill(buffer, 3, start=5)
+    assert _ids(buffer.items) == [4, 5, 6, 7]
+    with pytest.raises(ValueError, match="capacity must be >= 1, got 0"):
+        buffer.resize(0)
