@@ -36,6 +36,7 @@ __all__ = [
     "TASK_EVALUATIONS",
     "LengthResult",
     "TaskEvaluation",
+    "check_decoding_settings",
     "evaluate_generation_lengths",
     "format_length_table",
     "load_eval_dataset",
