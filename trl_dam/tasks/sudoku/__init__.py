@@ -1,6 +1,12 @@
 """4x4 Sudoku task: solution-disjoint puzzle generator, prompts, answer parsing and scoring."""
 
-from trl_dam.tasks.sudoku.answers import extract_sudoku_grid, score_sudoku_grid, sudoku_blank_accuracy
+from trl_dam.tasks.sudoku.answers import (
+    extract_sudoku_grid,
+    score_sudoku_grid,
+    score_sudoku_grid_valid,
+    sudoku_blank_accuracy,
+    sudoku_grid_solves,
+)
 from trl_dam.tasks.sudoku.generator import (
     DEFAULT_NUM_TEST_SOLUTIONS,
     MAX_SUDOKU_BLANKS,
@@ -16,6 +22,7 @@ from trl_dam.tasks.sudoku.grid import (
     enumerate_sudoku_solutions,
     is_valid_sudoku_solution,
     solve_sudoku,
+    sudoku_solutions,
 )
 from trl_dam.tasks.sudoku.prompts import (
     SUDOKU_COMPACT_TEMPLATE,
@@ -45,7 +52,10 @@ __all__ = [
     "is_valid_sudoku_solution",
     "make_sudoku_puzzle",
     "score_sudoku_grid",
+    "score_sudoku_grid_valid",
     "solve_sudoku",
     "sudoku_blank_accuracy",
+    "sudoku_grid_solves",
     "sudoku_solution_split",
+    "sudoku_solutions",
 ]
