@@ -1,4 +1,5 @@
-"""4x4 Sudoku task: solution-disjoint puzzle generator, prompts, answer parsing and scoring."""
+"""4x4 Sudoku task: solution-disjoint puzzle generator, loader of fixed sets (d1's layout), prompts, answer parsing
+and scoring."""
 
 from trl_dam.tasks.sudoku.answers import (
     extract_sudoku_grid,
@@ -24,6 +25,7 @@ from trl_dam.tasks.sudoku.grid import (
     solve_sudoku,
     sudoku_solutions,
 )
+from trl_dam.tasks.sudoku.loader import SUDOKU_FILE_COLUMNS, load_sudoku
 from trl_dam.tasks.sudoku.prompts import (
     SUDOKU_COMPACT_TEMPLATE,
     SUDOKU_INSTRUCTIONS,
@@ -39,6 +41,7 @@ __all__ = [
     "NUM_SUDOKU_SOLUTIONS",
     "SUDOKU_CELLS",
     "SUDOKU_COMPACT_TEMPLATE",
+    "SUDOKU_FILE_COLUMNS",
     "SUDOKU_INSTRUCTIONS",
     "SUDOKU_PROMPT_STYLES",
     "SUDOKU_QUESTION_TEMPLATE",
@@ -50,6 +53,7 @@ __all__ = [
     "generate_sudoku_dataset",
     "generate_sudoku_puzzles",
     "is_valid_sudoku_solution",
+    "load_sudoku",
     "make_sudoku_puzzle",
     "score_sudoku_grid",
     "score_sudoku_grid_valid",
