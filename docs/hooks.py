@@ -2,7 +2,7 @@
 measured numbers, and MathJax shipped inside the site instead of loaded from a CDN.
 
 A page line ``<!-- benchmark: NAME -->`` is replaced by the table built from ``docs/assets/NAME.json`` (and its
-figure ``docs/assets/NAME.png`` when present). When the JSON is missing, a notice with the regenerating command
+figures ``docs/assets/NAME.png`` and ``docs/assets/NAME_densities.png`` when present). When the JSON is missing, a notice with the regenerating command
 takes its place instead of numbers.
 
 MathJax 3 comes from the ``django-static-mathjax`` package of the docs extra (a copy of npm's ``mathjax``; its
@@ -82,9 +82,9 @@ def render(name: str, assets: Path = ASSETS, url_prefix: str = "assets/") -> str
     printed = assets / f"{name}_table.txt"
     if printed.is_file():
         text += f"\nThe script's printed table, every evaluation point included: [{printed.name}]({url_prefix}{printed.name}).\n"
-    figure = assets / f"{name}.png"
-    if figure.is_file():
-        text += f"\n![{name} benchmark figure]({url_prefix}{figure.name})\n"
+    for figure in (assets / f"{name}.png", assets / f"{name}_densities.png"):
+        if figure.is_file():
+            text += f"\n![{name} benchmark figure]({url_prefix}{figure.name})\n"
     return text
 
 

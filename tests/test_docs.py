@@ -173,6 +173,17 @@ def test_home_page_shows_the_readme_commands_and_a_short_quick_start():
     assert len(quickstart) <= 15, f"the quick start should stay about 15 lines, it has {len(quickstart)}"
 
 
+def test_home_page_says_what_the_first_command_runs():
+    """The sentence under the README's commands names the script the first command launches, not another one."""
+    text = (DOCS / "index.md").read_text()
+    first_command = re.search(r"```bash\n(.*?)\n", text).group(1)
+    script = re.search(r"launch (\S+\.py)", first_command).group(1)
+    explanation = text.split("```", 2)[2].strip().split("\n\n")[0]
+    first_sentence = explanation.split("). ")[0]
+    assert script == "examples/sudoku.py" and f"`{script}`" in first_sentence and "Sudoku demo" in first_sentence
+    assert "synthetic" not in first_sentence
+
+
 def test_repository_paths_named_in_the_pages_exist():
     pattern = re.compile(r"(?<![\w/.-])((?:benchmarks|examples|docs/assets)/[\w./-]*\w)")
     missing = []
