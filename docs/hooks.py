@@ -19,9 +19,6 @@ import math
 import re
 from pathlib import Path
 
-from mkdocs.exceptions import PluginError
-from mkdocs.structure.files import File
-
 ASSETS = Path(__file__).resolve().parent / "assets"
 _MARKER = re.compile(r"^<!-- benchmark: (?P<name>[\w-]+) -->$", re.M)
 
@@ -41,6 +38,8 @@ MATHJAX_FILES = ("tex-mml-chtml.js", "input/tex/extensions", "output/chtml/fonts
 
 def mathjax_es5_dir() -> Path:
     """The ``es5`` folder of the installed MathJax package."""
+    from mkdocs.exceptions import PluginError
+
     spec = importlib.util.find_spec("mathjax")
     folder = Path(next(iter(spec.submodule_search_locations))) / "static" / "mathjax" / "es5" if spec else None
     if folder is None or not (folder / "tex-mml-chtml.js").is_file():
@@ -52,6 +51,8 @@ def mathjax_es5_dir() -> Path:
 
 
 def on_files(files, config, **kwargs):
+    from mkdocs.structure.files import File
+
     es5 = mathjax_es5_dir()
     for entry in MATHJAX_FILES:
         paths = (
