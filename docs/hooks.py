@@ -1,13 +1,19 @@
 """MkDocs hooks: benchmark tables rendered from the JSON the benchmark scripts write, so the pages only ever show
-measured numbers.
+measured numbers, and MathJax shipped inside the site instead of loaded from a CDN.
 
 A page line ``<!-- benchmark: NAME -->`` is replaced by the table built from ``docs/assets/NAME.json`` (and its
-figure ``docs/assets/NAME.png`` when present). When the JSON is missing, a notice with the regenerating command
+figures ``docs/assets/NAME.png`` and ``docs/assets/NAME_densities.png`` when present). When the JSON is missing, a notice with the regenerating command
 takes its place instead of numbers.
+
+MathJax 3 comes from the ``django-static-mathjax`` package of the docs extra (a copy of npm's ``mathjax``; its
+Python package is ``mathjax``). :func:`on_files` adds the files the TeX-to-HTML component needs to the site under
+``javascripts/mathjax/``, so formulas render where no CDN is reachable (``mkdocs serve`` offline, air-gapped
+clusters).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import re
@@ -21,6 +27,41 @@ COMMANDS = {
     "synthetic": "python benchmarks/synthetic.py --json docs/assets/synthetic.json --figure docs/assets/synthetic.png",
     "sudoku_compare": "python benchmarks/sudoku_compare.py --json docs/assets/sudoku_compare.json",
 }
+
+
+#: Where the MathJax files go in the site (``mkdocs.yml`` loads ``{MATHJAX_SITE_DIR}/tex-mml-chtml.js``).
+MATHJAX_SITE_DIR = "javascripts/mathjax"
+#: The parts of MathJax's ``es5`` folder the page component loads: itself, the TeX extensions it loads on demand
+#: (``\\boldsymbol`` ...), its fonts, and the menu and accessibility components it loads at start-up.
+MATHJAX_FILES = ("tex-mml-chtml.js", "input/tex/extensions", "output/chtml/fonts/woff-v2", "ui", "a11y")
+
+
+def mathjax_es5_dir() -> Path:
+    """The ``es5`` folder of the installed MathJax package."""
+    from mkdocs.exceptions import PluginError
+
+    spec = importlib.util.find_spec("mathjax")
+    folder = Path(next(iter(spec.submodule_search_locations))) / "static" / "mathjax" / "es5" if spec else None
+    if folder is None or not (folder / "tex-mml-chtml.js").is_file():
+        raise PluginError(
+            "MathJax is not installed, so the formulas cannot render offline: pip install -e '.[docs]' "
+            "(django-static-mathjax ships MathJax 3)."
+        )
+    return folder
+
+
+def on_files(files, config, **kwargs):
+    from mkdocs.structure.files import File
+
+    es5 = mathjax_es5_dir()
+    for entry in MATHJAX_FILES:
+        paths = (
+            [es5 / entry] if (es5 / entry).is_file() else sorted(p for p in (es5 / entry).rglob("*") if p.is_file())
+        )
+        for path in paths:
+            uri = f"{MATHJAX_SITE_DIR}/{path.relative_to(es5).as_posix()}"
+            files.append(File.generated(config, uri, abs_src_path=str(path)))
+    return files
 
 
 def on_page_markdown(markdown: str, page, config, files, **kwargs) -> str:
@@ -42,9 +83,9 @@ def render(name: str, assets: Path = ASSETS, url_prefix: str = "assets/") -> str
     printed = assets / f"{name}_table.txt"
     if printed.is_file():
         text += f"\nThe script's printed table, every evaluation point included: [{printed.name}]({url_prefix}{printed.name}).\n"
-    figure = assets / f"{name}.png"
-    if figure.is_file():
-        text += f"\n![{name} benchmark figure]({url_prefix}{figure.name})\n"
+    for figure in (assets / f"{name}.png", assets / f"{name}_densities.png"):
+        if figure.is_file():
+            text += f"\n![{name} benchmark figure]({url_prefix}{figure.name})\n"
     return text
 
 

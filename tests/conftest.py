@@ -1,4 +1,5 @@
-"""Shared toy masked chain for the brute-force value tests in ``tests/test_core_*.py``.
+"""Shared toy masked chain for the brute-force value tests in ``tests/test_core_*.py``, and the character tokenizer
+of the tiny models in ``tests/test_models_*.py``.
 
 The ``toy`` fixture gives a state-dependent tabular denoiser over ``(num_real + 1) ** length`` states and exact
 enumeration of the masked jump chain (uniform random position order, ``k`` tokens per step, temperature), so the
@@ -140,3 +141,14 @@ def isolated_remote_code(tmp_path, monkeypatch):
     for name in [name for name in sys.modules if name.split(".")[0] == "transformers_modules"]:
         del sys.modules[name]
     sys.modules.update(saved)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    """The character tokenizer of the tiny models in `tests/test_models_*.py` (alphabet and a padded batch in
+    `tests/model_helpers.py`); a test module with its own `tokenizer` fixture overrides it."""
+    from model_helpers import ALPHABET
+
+    from trl_dam.models import build_char_tokenizer
+
+    return build_char_tokenizer(ALPHABET)

@@ -3,6 +3,7 @@ as JSON (the full runs are too long for the test suite; their figures are in doc
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -62,3 +63,40 @@ def test_synthetic_quick(tmp_path):
         assert f"{run['kl_final_jump'][-1]:.2e}" in last  # the printed table shows the JSON's figures
     dam = next(r for r in runs if (r["task"], r["method"]) == ("checkerboard", "dam"))
     assert dam["kl_final_jump"][-1] < dam["kl_final_jump"][0]  # even the reduced run learns
+
+
+def test_synthetic_replot_keeps_the_legend_off_the_curves(tmp_path):
+    """`--replot` redraws the figures from a JSON without training; the KL legend lies outside every panel."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    spec = importlib.util.spec_from_file_location("synthetic_benchmark", ROOT / "benchmarks" / "synthetic.py")
+    synthetic = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(synthetic)
+    runs = [
+        {"task": task, "method": method, "iterations": [10, 20, 30], "kl_first_jump": [1e-2, 1e-3, 1e-4]}
+        | {"kl_final_jump": [1.0, 0.5, 0.25], "wall_time_s": 1.0}
+        for task in ("checkerboard", "pinwheel")
+        for method in ("dam", "d1", "svdd")
+    ]
+    report = tmp_path / "synthetic.json"
+    report.write_text(json.dumps({"model": "tabular", "size": 7, "seed": 0, "runs": runs}))
+    assert synthetic.main(["--replot", str(report), "--figure", str(tmp_path / "kl.png")]) == runs
+    assert (tmp_path / "kl.png").stat().st_size > 1000
+    assert not (tmp_path / "kl_densities.png").exists()  # this JSON has no densities to draw
+
+    figure = synthetic.kl_figure(runs)
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    (legend,) = figure.legends
+    box = legend.get_window_extent(renderer)
+    assert [text.get_text() for text in legend.get_texts()] == ["dam", "d1", "svdd", "after jump 2", "after jump 1"]
+    for ax in figure.axes:
+        assert not box.overlaps(ax.get_window_extent(renderer)), f"the legend covers the panel {ax.get_title()}"
+        assert len(ax.lines) == 6  # 3 methods x 2 jumps
+
+    for run in runs:
+        run["final_density"] = [[1 / 49] * 7] * 7
+    report.write_text(json.dumps({"model": "tabular", "size": 7, "seed": 0, "runs": runs}))
+    synthetic.main(["--replot", str(report), "--figure", str(tmp_path / "kl.png")])
+    assert (tmp_path / "kl_densities.png").stat().st_size > 1000

@@ -5,7 +5,8 @@
   in which case it must still compile, its imports must exist and its keyword arguments must be accepted;
 * the home page shows the README's two commands, the quick start stays short, paths the pages name exist;
 * the API reference renders every public module, and `mkdocs build --strict` passes (broken links, missing
-  cross-references or snippet files fail it) with every public class and function in its inventory.
+  cross-references or snippet files fail it) with every public class and function in its inventory;
+* the formulas of the built site are typeset in headless Chromium with no network (MathJax ships in the site).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import functools
+import http.server
 import importlib
 import importlib.util
 import inspect
@@ -22,10 +25,13 @@ import pkgutil
 import re
 import runpy
 import shlex
+import shutil
 import subprocess
 import sys
+import threading
 import time
 import zlib
+from html.parser import HTMLParser
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -167,6 +173,17 @@ def test_home_page_shows_the_readme_commands_and_a_short_quick_start():
     assert len(quickstart) <= 15, f"the quick start should stay about 15 lines, it has {len(quickstart)}"
 
 
+def test_home_page_says_what_the_first_command_runs():
+    """The sentence under the README's commands names the script the first command launches, not another one."""
+    text = (DOCS / "index.md").read_text()
+    first_command = re.search(r"```bash\n(.*?)\n", text).group(1)
+    script = re.search(r"launch (\S+\.py)", first_command).group(1)
+    explanation = text.split("```", 2)[2].strip().split("\n\n")[0]
+    first_sentence = explanation.split("). ")[0]
+    assert script == "examples/sudoku.py" and f"`{script}`" in first_sentence and "Sudoku demo" in first_sentence
+    assert "synthetic" not in first_sentence
+
+
 def test_repository_paths_named_in_the_pages_exist():
     pattern = re.compile(r"(?<![\w/.-])((?:benchmarks|examples|docs/assets)/[\w./-]*\w)")
     missing = []
@@ -246,10 +263,12 @@ def _inventory(site: Path) -> set[str]:
     return {line.split(" ", 1)[0] for line in zlib.decompress(body).decode().splitlines() if line}
 
 
-def test_mkdocs_build_strict(tmp_path):
+@pytest.fixture(scope="module")
+def built_site(tmp_path_factory):
+    """`mkdocs build --strict` of the docs: the site folder, or the build's failure."""
     pytest.importorskip("mkdocs", reason="the docs extra is not installed: pip install -e '.[docs]'")
     pytest.importorskip("mkdocstrings", reason="the docs extra is not installed: pip install -e '.[docs]'")
-    site = tmp_path / "site"
+    site = tmp_path_factory.mktemp("docs") / "site"
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
@@ -259,12 +278,98 @@ def test_mkdocs_build_strict(tmp_path):
         text=True,
         timeout=300,
     )
+    return site, result
+
+
+def test_mkdocs_build_strict(built_site):
+    site, result = built_site
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
     inventory = _inventory(site)
     undocumented = [path for path in _public_objects() if path not in inventory]
     assert not undocumented, f"public objects missing from the API reference: {undocumented}"
     for page in ("concepts", "grpo_to_dam", "rewards", "tasks", "scaling", "hub", "benchmarks"):
         assert (site / page / "index.html").is_file(), page
+
+
+# ---------------------------------------------------------------------------------------------------- formulas
+
+
+class _MathScan(HTMLParser):
+    """Counts the `arithmatex` elements of a page and those with a MathJax `mjx-container` inside; keeps their text."""
+
+    VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+    def __init__(self):
+        super().__init__()
+        self.depth = 0
+        self.open: list[list] = []  # [depth, typeset] of the arithmatex elements being read
+        self.formulas = self.typeset = 0
+        self.errors = 0
+        self.raw_text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "mjx-container" and self.open:
+            self.open[-1][1] = True
+        self.errors += tag == "mjx-merror"
+        if tag in self.VOID:
+            return
+        self.depth += 1
+        if "arithmatex" in (dict(attrs).get("class") or "").split():
+            self.open.append([self.depth, False])
+
+    def handle_endtag(self, tag):
+        if tag in self.VOID:
+            return
+        if self.open and self.open[-1][0] == self.depth:
+            self.formulas += 1
+            self.typeset += self.open.pop()[1]
+        self.depth -= 1
+
+    def handle_data(self, data):
+        if self.open:
+            self.raw_text.append(data)
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def test_formulas_are_typeset_offline_in_a_real_browser(built_site, tmp_path):
+    """The built Concepts page, served locally and loaded in headless Chromium with no network, has every formula
+    typeset by MathJax (shipped in the site, not fetched from a CDN)."""
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("Chromium is not installed (Debian: apt-get install chromium); .ci/run installs it")
+    site, result = built_site
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    page = (site / "concepts" / "index.html").read_text()
+    assert "cdn.jsdelivr.net" not in page and "javascripts/mathjax/tex-mml-chtml.js" in page
+    assert (site / "javascripts" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2").is_dir()
+    assert page.count("\\(") > 20  # what the browser must typeset
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        dom = subprocess.run(
+            [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"]
+            + [f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=30000", "--dump-dom"]
+            + [f"http://127.0.0.1:{server.server_port}/concepts/"],
+            capture_output=True,
+            text=True,
+            timeout=180,
+        ).stdout
+    finally:
+        server.shutdown()
+        server.server_close()
+    scan = _MathScan()
+    scan.feed(dom)
+    assert scan.formulas > 20, dom[:2000]
+    assert scan.typeset == scan.formulas, f"{scan.formulas - scan.typeset} of {scan.formulas} formulas not typeset"
+    assert scan.errors == 0, "MathJax reported TeX errors (mjx-merror)"
+    raw = "".join(scan.raw_text)
+    assert "\\(" not in raw and "\\[" not in raw, "raw TeX left on the page"
 
 
 # ---------------------------------------------------------------------------------------------------- hooks

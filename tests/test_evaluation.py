@@ -9,6 +9,7 @@ import string
 
 import pytest
 import torch
+from sudoku_alternatives import THREE_SOLUTION_PUZZLE, THREE_SOLUTIONS, TWO_SOLUTION_PUZZLE, TWO_SOLUTIONS
 from transformers import BertForMaskedLM
 from transformers.modeling_outputs import MaskedLMOutput
 
@@ -20,9 +21,17 @@ from trl_dam.evaluation import (
     load_eval_dataset,
     tokenize_prompts,
 )
+from trl_dam.metrics import load_metric
 from trl_dam.models import build_char_tokenizer, build_tiny_masked_lm, load_diffusion_lm
 from trl_dam.sudoku_demo import SUDOKU_PROMPT_PREFIX, build_sudoku_model, build_sudoku_tokenizer
-from trl_dam.tasks import countdown_is_correct, gsm8k_is_correct, solve_sudoku
+from trl_dam.tasks import (
+    countdown_is_correct,
+    gsm8k_is_correct,
+    load_countdown,
+    load_sudoku,
+    solve_countdown,
+    solve_sudoku,
+)
 
 
 def load_script():
@@ -122,6 +131,92 @@ def test_invalid_lengths_and_missing_columns_are_named():
         load_eval_dataset("chess")
 
 
+# ---------------------------------------------------------------------------------------------- fixed test sets
+
+UNIQUE_PUZZLE, UNIQUE_SOLUTION = "0030001221004300", "1234341221434321"  # 9 blanks, cell 0 blank, one solution
+
+
+def write_d1_sudoku_csv(path):
+    """d1's layout: `Puzzle,Solution` header, 16 digits, 0 for blanks. The stored solutions of the 2- and 3-solution
+    puzzles are not the lexicographically first one (the one `solve_sudoku`, hence the oracle, writes)."""
+    rows = [(UNIQUE_PUZZLE, UNIQUE_SOLUTION), (TWO_SOLUTION_PUZZLE, TWO_SOLUTIONS[1])]
+    rows.append((THREE_SOLUTION_PUZZLE, THREE_SOLUTIONS[1]))
+    path.write_text("Puzzle,Solution\n" + "".join(f"{puzzle},{solution}\n" for puzzle, solution in rows))
+    return rows
+
+
+def write_d1_countdown_jsonl(path):
+    """d1's test layout: the numbers comma-separated in `input`, the target in `output`, both strings."""
+    problems = [([30, 100, 93], 23), ([44, 19, 35], 98), ([3, 7, 2], 17)]
+    path.write_text(
+        "".join(json.dumps({"input": ",".join(map(str, n)), "output": str(t)}) + "\n" for n, t in problems)
+    )
+    return problems
+
+
+def test_d1_sudoku_file_is_loaded_and_the_oracle_scored_by_both_accuracies(tmp_path):
+    rows = write_d1_sudoku_csv(tmp_path / "4x4_test_sudoku.csv")
+    loaded = load_eval_dataset("sudoku", dataset_name=str(tmp_path / "4x4_test_sudoku.csv"), prompt_style="compact")
+    assert list(zip(loaded["puzzle"], loaded["solution"])) == rows  # the CSV reader's integer lost the leading 0
+    assert loaded["num_blanks"] == [9, 4, 8] and loaded["prompt"][1] == f"4x4 sudoku: {TWO_SOLUTION_PUZZLE}\n"
+    assert load_eval_dataset("sudoku", 2, dataset_name=str(tmp_path / "4x4_test_sudoku.csv"))["puzzle"] == [
+        UNIQUE_PUZZLE,
+        TWO_SOLUTION_PUZZLE,
+    ]
+
+    tokenizer = build_sudoku_tokenizer()
+    config = build_sudoku_model(tokenizer, hidden_size=8, num_layers=1, num_heads=1).config
+    oracle = SudokuOracleForMaskedLM(config, tokenizer).eval()
+    scores = evaluate_generation_lengths(oracle, tokenizer, "sudoku", loaded, [16], block_length=16)[16].scores
+    # the oracle: 8 of 9 (cell 0 wrong) on the unique puzzle; the first solution elsewhere, which differs from the
+    # stored one in 4 of 4 and 4 of 8 empty cells
+    assert scores == {
+        "cell_accuracy": pytest.approx((8 + 0 + 4) / 21),
+        "valid_cell_accuracy": pytest.approx((8 + 4 + 8) / 21),
+        "puzzle_accuracy": 0.0,
+        "valid_puzzle_accuracy": pytest.approx(2 / 3),
+    }
+
+
+def test_d1_sudoku_file_errors_name_the_culprit(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("Grid,Solution\n1234341240202040,1234341241232341\n")
+    with pytest.raises(ValueError, match=r"no puzzle column: expected one of \('Puzzle', 'puzzle'\)"):
+        load_sudoku("csv", data_files=str(bad))
+    bad.write_text("Puzzle,Solution\n1234341240202040,1234341241232341\n12343412402020x0,1234341241232341\n")
+    with pytest.raises(ValueError, match="Row 1, column 'Puzzle': expected 16 characters from '01234'"):
+        load_sudoku("csv", data_files=str(bad))
+    bad.write_text("puzzle,solution\n1234341240202040,4234341241232341\n")
+    with pytest.raises(ValueError, match="Row 0: the solution 4234341241232341 changes a given"):
+        load_sudoku("csv", data_files=str(bad))
+
+
+def test_d1_countdown_file_and_hub_layout_are_loaded_and_scored(tmp_path):
+    problems = write_d1_countdown_jsonl(tmp_path / "countdown_cd3_test.jsonl")
+    loaded = load_eval_dataset("countdown", dataset_name=str(tmp_path / "countdown_cd3_test.jsonl"))
+    assert list(zip(loaded["numbers"], loaded["target"])) == problems
+    assert "Numbers: [30, 100, 93]\nTarget: 23" in loaded["prompt"][0][0]["content"]  # d1's evaluation prompt
+    hub_layout = tmp_path / "train.jsonl"  # the hub training set's columns
+    hub_layout.write_text("".join(json.dumps({"nums": n, "target": t}) + "\n" for n, t in problems))
+    from_hub_layout = load_countdown("json", data_files=str(hub_layout), prompt_style="compact")
+    assert from_hub_layout["numbers"] == loaded["numbers"] and from_hub_layout["target"] == loaded["target"]
+    assert from_hub_layout["prompt"][2] == "countdown: 3 7 2 -> 17\n"
+
+    oracle = [f"<answer>\\boxed{{{solve_countdown(n, t)}}}</answer>" for n, t in problems]
+    metric = load_metric("countdown_accuracy", keep_in_memory=True)
+    columns = {"references": loaded["target"], "numbers": loaded["numbers"]}
+    assert metric.compute(predictions=oracle, **columns) == {"accuracy": 1.0}
+    assert metric.compute(predictions=[oracle[0], "<answer>3+7+2</answer>", oracle[0]], **columns) == {
+        "accuracy": 1 / 3
+    }
+    (tmp_path / "bad.jsonl").write_text(json.dumps({"input": "30,x", "output": "23"}) + "\n")
+    with pytest.raises(ValueError, match="Row 0, column 'input': expected numbers"):
+        load_countdown("json", data_files=str(tmp_path / "bad.jsonl"))
+    (tmp_path / "bad.jsonl").write_text(json.dumps({"numbers_list": [1, 2], "goal": 3}) + "\n")
+    with pytest.raises(ValueError, match="expected one of the layouts"):
+        load_countdown("json", data_files=str(tmp_path / "bad.jsonl"))
+
+
 # ---------------------------------------------------------------------------------------------- the script
 
 
@@ -175,9 +270,9 @@ def test_script_evaluates_full_and_adapter_checkpoints(sudoku_checkpoints, tmp_p
     assert any(line.startswith("lora") for line in printed.splitlines())
 
 
-def test_script_on_chat_prompts_generated_and_local_tasks(tmp_path):
-    """d1's evaluation prompts through a chat template with the `<reasoning>` prefill, for Countdown (generated) and
-    GSM8K (a local data file in the hub dataset's layout)."""
+def test_script_on_chat_prompts_and_local_test_files(tmp_path):
+    """d1's evaluation prompts through a chat template with the `<reasoning>` prefill, for Countdown (d1's test file
+    layout, through `--test_files`) and GSM8K (a local data file in the hub dataset's layout)."""
     tokenizer = build_char_tokenizer(string.printable)
     model = build_tiny_masked_lm(tokenizer, kind="bert", max_position_embeddings=1024)
     model.save_pretrained(tmp_path / "model")
@@ -189,14 +284,19 @@ def test_script_on_chat_prompts_generated_and_local_tasks(tmp_path):
     script = load_script()
     output = tmp_path / "scores.json"
     base_args = ["--model_name_or_path", str(tmp_path / "model"), "--generation_lengths", "32", "--batch_size", "4"]
-    for task, extra in (("countdown", ["--num_problems", "3"]), ("gsm8k", ["--dataset_name", str(gsm8k_file)])):
+    countdown_file = tmp_path / "countdown_cd3_test.jsonl"
+    write_d1_countdown_jsonl(countdown_file)
+    for task, extra in (
+        ("countdown", ["--test_files", f"countdown={countdown_file}"]),
+        ("gsm8k", ["--dataset_name", str(gsm8k_file)]),
+    ):
         (args,) = script.make_parser().parse_args_and_config(
             [*base_args, "--tasks", task, *extra, "--output_file", str(output)]
         )
         script.main(args)
         saved = json.loads(output.read_text())
         texts = saved["completions"][str(tmp_path / "model")][task]["32"]
-        rows = load_eval_dataset(task, 3 if task == "countdown" else None, dataset_name=str(gsm8k_file))
+        rows = load_eval_dataset(task, dataset_name=str(countdown_file if task == "countdown" else gsm8k_file))
         assert len(texts) == len(rows) and len(rows) == (3 if task == "countdown" else 2)
         if task == "countdown":
             expected = [countdown_is_correct(t, n, g) for t, n, g in zip(texts, rows["numbers"], rows["target"])]
@@ -248,6 +348,30 @@ def test_script_rejects_an_unwritable_output_file_before_loading_anything(tmp_pa
     blocker_text = blocker.read_text()
     script.check_output_file(str(blocker))
     assert blocker.read_text() == blocker_text  # an existing file is not truncated by the check
+
+
+def test_script_reads_a_d1_sudoku_test_file(sudoku_checkpoints, tmp_path):
+    folder, tokenizer = sudoku_checkpoints
+    write_d1_sudoku_csv(tmp_path / "4x4_test_sudoku.csv")
+    script = load_script()
+    argv = ["--model_name_or_path", str(folder / "base"), "--tasks", "sudoku", "--prompt_style", "compact"]
+    argv += ["--generation_lengths", "16", "--block_length", "16", "--output_file", str(tmp_path / "scores.json")]
+    (args,) = script.make_parser().parse_args_and_config(
+        [*argv, "--test_files", f"sudoku={tmp_path}/4x4_test_sudoku.csv"]
+    )
+    script.main(args)
+    saved = json.loads((tmp_path / "scores.json").read_text())
+    texts = saved["completions"][str(folder / "base")]["sudoku"]["16"]
+    rows = load_eval_dataset("sudoku", dataset_name=str(tmp_path / "4x4_test_sudoku.csv"), prompt_style="compact")
+    assert len(texts) == 3
+    expected = load_metric("sudoku_accuracy", keep_in_memory=True).compute(
+        predictions=texts, references=rows["solution"], puzzles=rows["puzzle"]
+    )
+    assert saved["results"][str(folder / "base")]["sudoku"]["16"]["scores"] == pytest.approx(expected)
+    for wrong in ("countdown=x.jsonl", "sudoku"):
+        (args,) = script.make_parser().parse_args_and_config([*argv, "--test_files", wrong])
+        with pytest.raises(ValueError, match="give TASK=SOURCE with TASK one of the --tasks"):
+            script.main(args)
 
 
 def test_console_script_exits_zero_and_prints_the_table(sudoku_checkpoints):

@@ -2,6 +2,7 @@
 
 import evaluate
 import pytest
+from sudoku_alternatives import THREE_SOLUTION_PUZZLE, THREE_SOLUTIONS, TWO_SOLUTION_PUZZLE, TWO_SOLUTIONS
 
 from trl_dam.metrics import METRIC_NAMES, load_metric, metric_path
 
@@ -28,7 +29,35 @@ def test_sudoku_accuracy():
         SOLUTION,  # compact, 8/8, solved
     ]
     result = metric.compute(predictions=predictions, references=[SOLUTION] * 4, puzzles=[PUZZLE] * 4)
-    assert result == {"cell_accuracy": 20 / 32, "puzzle_accuracy": 0.5}
+    # one solution: the validity-aware scores equal d1's
+    assert result == {
+        "cell_accuracy": 20 / 32,
+        "valid_cell_accuracy": 20 / 32,
+        "puzzle_accuracy": 0.5,
+        "valid_puzzle_accuracy": 0.5,
+    }
+
+
+def test_sudoku_accuracy_on_puzzles_with_two_and_three_solutions():
+    """d1's accuracy compares with the one stored solution; the validity-aware one accepts every solution."""
+    metric = load_metric("sudoku_accuracy", keep_in_memory=True)
+    two_stored, two_other = TWO_SOLUTIONS
+    three_first, three_stored, three_third = THREE_SOLUTIONS
+    rows = [  # (prediction, stored solution, puzzle): d1's correct cells, validity-aware correct cells, of total
+        (two_other, two_stored, TWO_SOLUTION_PUZZLE),  # 0, 4 of 4: the other solution differs in every empty cell
+        (two_stored, two_stored, TWO_SOLUTION_PUZZLE),  # 4, 4 of 4
+        (three_first, three_stored, THREE_SOLUTION_PUZZLE),  # 4, 8 of 8
+        (three_third, three_stored, THREE_SOLUTION_PUZZLE),  # 1, 8 of 8
+        (three_third[:15] + "4", three_stored, THREE_SOLUTION_PUZZLE),  # 1, 7 of 8: not a Sudoku, 7 cells of one
+    ]
+    predictions, references, puzzles = (list(column) for column in zip(*rows))
+    result = metric.compute(predictions=predictions, references=references, puzzles=puzzles)
+    assert result == {
+        "cell_accuracy": (0 + 4 + 4 + 1 + 1) / 32,
+        "valid_cell_accuracy": (4 + 4 + 8 + 8 + 7) / 32,
+        "puzzle_accuracy": 1 / 5,
+        "valid_puzzle_accuracy": 4 / 5,
+    }
 
 
 def test_sudoku_accuracy_is_micro_averaged_over_cells():
@@ -37,15 +66,20 @@ def test_sudoku_accuracy_is_micro_averaged_over_cells():
     result = metric.compute(
         predictions=[HALF_RIGHT, SOLUTION], references=[SOLUTION, SOLUTION], puzzles=[PUZZLE, four_blanks]
     )
-    assert result["cell_accuracy"] == (4 + 4) / (8 + 4)
-    assert result["puzzle_accuracy"] == 0.5
+    assert result["cell_accuracy"] == result["valid_cell_accuracy"] == (4 + 4) / (8 + 4)
+    assert result["puzzle_accuracy"] == result["valid_puzzle_accuracy"] == 0.5
 
 
 def test_sudoku_accuracy_with_add_batch():
     metric = load_metric("sudoku_accuracy", keep_in_memory=True)
     metric.add_batch(predictions=[SOLUTION], references=[SOLUTION], puzzles=[PUZZLE])
     metric.add_batch(predictions=[HALF_RIGHT], references=[SOLUTION], puzzles=[PUZZLE])
-    assert metric.compute() == {"cell_accuracy": 0.75, "puzzle_accuracy": 0.5}
+    assert metric.compute() == {
+        "cell_accuracy": 0.75,
+        "valid_cell_accuracy": 0.75,
+        "puzzle_accuracy": 0.5,
+        "valid_puzzle_accuracy": 0.5,
+    }
 
 
 def test_countdown_accuracy():

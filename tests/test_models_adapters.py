@@ -4,6 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from model_helpers import MASK, X
 from torch import nn
 from transformers import Gemma2Config
 
@@ -16,7 +17,6 @@ from trl_dam.models import (
     LLaDAAdapter,
     TinyLLaDAConfig,
     bind_denoiser,
-    build_char_tokenizer,
     build_tiny_masked_lm,
     detect_model_kind,
     resolve_adapter,
@@ -33,23 +33,6 @@ EXPECTED = {
 }
 
 # row 0 unpadded, row 1 left-padded by two; 4 is <mask>
-X = torch.tensor([[2, 6, 9, 10, 8, 7, 4, 4, 4, 3], [0, 0, 2, 6, 11, 8, 7, 4, 4, 3]])
-MASK = (X != 0).long()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy 2-core box OpenMP spinning makes them ~100x
-    slower; restore the setting afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return build_char_tokenizer("abcdefghij0123456789+-= \n")
 
 
 @pytest.fixture(scope="module")

@@ -4,19 +4,17 @@ import json
 
 import pytest
 import torch
+from model_helpers import MASK, X
 from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
 from trl_dam.models import (
     TINY_KINDS,
-    build_char_tokenizer,
     build_tiny_masked_lm,
     load_diffusion_lm,
     resolve_adapter,
     select_auto_class,
 )
 
-X = torch.tensor([[2, 6, 9, 10, 8, 7, 4, 4, 4, 3], [0, 0, 2, 6, 11, 8, 7, 4, 4, 3]])
-MASK = (X != 0).long()
 AUTO_CLASS = {
     "bert": AutoModelForMaskedLM,
     "modernbert": AutoModelForMaskedLM,
@@ -24,21 +22,6 @@ AUTO_CLASS = {
     "llada": AutoModel,
     "dream": AutoModel,
 }
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy 2-core box OpenMP spinning makes them ~100x
-    slower; restore the setting afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return build_char_tokenizer("abcdefghij0123456789+-= \n")
 
 
 @pytest.mark.parametrize("kind", TINY_KINDS)

@@ -2,14 +2,13 @@
 
 import pytest
 import torch
+from model_helpers import MASK, X
 from peft import LoraConfig, get_peft_model
 
-from trl_dam.models import TINY_KINDS, build_char_tokenizer, build_tiny_masked_lm, load_diffusion_lm, resolve_adapter
+from trl_dam.models import TINY_KINDS, build_tiny_masked_lm, load_diffusion_lm, resolve_adapter
 
 pytestmark = pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
 
-X = torch.tensor([[2, 6, 9, 10, 8, 7, 4, 4, 4, 3], [0, 0, 2, 6, 11, 8, 7, 4, 4, 3]])
-MASK = (X != 0).long()
 LORA_TARGETS = {
     "bert": ["query", "value"],
     "modernbert": ["Wqkv"],
@@ -18,21 +17,6 @@ LORA_TARGETS = {
     "llada": ["q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out"],
     "dream": ["q_proj", "v_proj"],
 }
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy 2-core box OpenMP spinning makes them ~100x
-    slower; restore the setting afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return build_char_tokenizer("abcdefghij0123456789+-= \n")
 
 
 def _lora(model, kind):

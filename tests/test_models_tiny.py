@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from model_helpers import ALPHABET
 from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
 from trl_dam.models import (
@@ -13,23 +14,6 @@ from trl_dam.models import (
     build_char_tokenizer,
     build_tiny_masked_lm,
 )
-
-ALPHABET = "abcdefghij0123456789+-= \n"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy 2-core box OpenMP spinning makes them ~100x
-    slower; restore the setting afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return build_char_tokenizer(ALPHABET)
 
 
 def test_char_tokenizer_layout(tokenizer):

@@ -1,6 +1,8 @@
 """Sudoku rewards on correct, half-correct, compact and malformed completions."""
 
-from trl_dam.rewards import sudoku_compact_format_reward, sudoku_format_reward, sudoku_reward
+from sudoku_alternatives import THREE_SOLUTION_PUZZLE, THREE_SOLUTIONS, TWO_SOLUTION_PUZZLE, TWO_SOLUTIONS
+
+from trl_dam.rewards import sudoku_compact_format_reward, sudoku_format_reward, sudoku_reward, sudoku_valid_reward
 
 SOLUTION = "1234341221434321"
 PUZZLE = "1030001221004300"
@@ -54,3 +56,19 @@ def test_conversational_completions_and_log_extra():
     )
     assert rewards == [1.0, 0.0]
     assert logged == {"sudoku_grid": [SOLUTION, ""]}
+
+
+def test_valid_reward_accepts_every_solution():
+    two_stored, two_other = TWO_SOLUTIONS
+    three_first, three_stored, three_third = THREE_SOLUTIONS
+    puzzles = [TWO_SOLUTION_PUZZLE, THREE_SOLUTION_PUZZLE, THREE_SOLUTION_PUZZLE, THREE_SOLUTION_PUZZLE, PUZZLE]
+    stored = [two_stored, three_stored, three_stored, three_stored, SOLUTION]
+    completions = [f"<answer>{g}</answer>" for g in (two_other, three_first, three_third, three_third[:15] + "4")]
+    completions.append(D1_HALF)
+    logged = {}
+    valid = sudoku_valid_reward(
+        None, completions, puzzle=puzzles, log_extra=lambda name, values: logged.update({name: values})
+    )
+    assert valid == [1.0, 1.0, 1.0, 7 / 8, 0.5]
+    assert sudoku_reward(None, completions, puzzle=puzzles, solution=stored) == [0.0, 0.5, 1 / 8, 1 / 8, 0.5]
+    assert logged["sudoku_grid"][0] == two_other

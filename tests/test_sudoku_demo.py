@@ -37,6 +37,7 @@ from trl_dam.sudoku_demo import (
     snis_mean,
     teacher_answer,
     total_rewards,
+    training_figure,
 )
 from trl_dam.tasks.sudoku import (
     build_sudoku_prompt,
@@ -249,6 +250,18 @@ def test_plot_training(tmp_path):
     ]
     path = plot_training(history, accuracy, tmp_path / "plot.png", optimum_cell_accuracy=0.95)
     assert path.stat().st_size > 1000
+
+    figure = training_figure(history, accuracy, optimum_cell_accuracy=0.8)
+    right = figure.axes[1]
+    labels = [text.get_text() for text in right.get_legend().get_texts()]
+    assert labels == [
+        "model, greedy decoding: blank cells",
+        "model, greedy decoding: puzzles solved",
+        "p*, sampled (estimate): blank cells",
+    ]
+    greedy, _, sampled = right.get_lines()
+    assert list(greedy.get_ydata()) == [50.0, 90.0] and list(sampled.get_ydata()) == [80.0, 80.0]
+    assert any("can exceed" in text.get_text() for text in right.texts)  # the greedy line does exceed p* here
 
 
 # ---------------------------------------------------------------------------------------------- the example script

@@ -1,6 +1,13 @@
 """Sudoku task: grids, solver, solution-disjoint generator, prompts and answer parsing."""
 
 import pytest
+from sudoku_alternatives import (
+    THREE_SOLUTION_PUZZLE,
+    THREE_SOLUTIONS,
+    TWO_SOLUTION_PUZZLE,
+    TWO_SOLUTIONS,
+    brute_force_solutions,
+)
 
 from trl_dam.tasks.sudoku import (
     NUM_SUDOKU_SOLUTIONS,
@@ -14,9 +21,12 @@ from trl_dam.tasks.sudoku import (
     generate_sudoku_puzzles,
     is_valid_sudoku_solution,
     score_sudoku_grid,
+    score_sudoku_grid_valid,
     solve_sudoku,
     sudoku_blank_accuracy,
+    sudoku_grid_solves,
     sudoku_solution_split,
+    sudoku_solutions,
 )
 
 SOLUTION = "1234341221434321"
@@ -154,3 +164,40 @@ class TestAnswers:
         assert sudoku_blank_accuracy("nothing", PUZZLE, SOLUTION) == 0.0
         # Given cells are not scored: changing one leaves the blank-cell accuracy at 1.
         assert sudoku_blank_accuracy("4" + SOLUTION[1:], PUZZLE, SOLUTION) == 1.0
+
+
+class TestValidAlternatives:
+    """Puzzles with several solutions: d1's score counts only the stored one, the validity-aware score any."""
+
+    def test_the_puzzles_have_exactly_two_and_three_solutions_by_brute_force(self):
+        assert brute_force_solutions(TWO_SOLUTION_PUZZLE) == sorted(TWO_SOLUTIONS)
+        assert brute_force_solutions(THREE_SOLUTION_PUZZLE) == sorted(THREE_SOLUTIONS)
+        assert sudoku_solutions(TWO_SOLUTION_PUZZLE) == TWO_SOLUTIONS
+        assert sudoku_solutions(THREE_SOLUTION_PUZZLE) == THREE_SOLUTIONS
+        assert brute_force_solutions(PUZZLE) == [SOLUTION]
+
+    def test_an_alternative_solution_scores_zero_for_d1_and_full_when_validity_aware(self):
+        stored, other = TWO_SOLUTIONS
+        assert score_sudoku_grid(other, TWO_SOLUTION_PUZZLE, stored) == (0, 4)  # differs in all 4 empty cells
+        assert score_sudoku_grid_valid(other, TWO_SOLUTION_PUZZLE) == (4, 4)
+        assert score_sudoku_grid_valid(stored, TWO_SOLUTION_PUZZLE) == (4, 4)
+        assert sudoku_grid_solves(other, TWO_SOLUTION_PUZZLE) and sudoku_grid_solves(stored, TWO_SOLUTION_PUZZLE)
+
+    def test_three_solutions(self):
+        first, stored, third = THREE_SOLUTIONS
+        assert score_sudoku_grid(first, THREE_SOLUTION_PUZZLE, stored) == (4, 8)
+        assert score_sudoku_grid(third, THREE_SOLUTION_PUZZLE, stored) == (1, 8)
+        for grid in THREE_SOLUTIONS:
+            assert score_sudoku_grid_valid(grid, THREE_SOLUTION_PUZZLE) == (8, 8)
+        # Not a Sudoku (cell 15 of the third solution changed): 7 of 8 cells agree with the third solution, the best.
+        broken = third[:15] + "4"
+        assert not sudoku_grid_solves(broken, THREE_SOLUTION_PUZZLE)
+        assert score_sudoku_grid(broken, THREE_SOLUTION_PUZZLE, stored) == (1, 8)
+        assert score_sudoku_grid_valid(broken, THREE_SOLUTION_PUZZLE) == (7, 8)
+        assert score_sudoku_grid_valid(None, THREE_SOLUTION_PUZZLE) == (0, 8)
+
+    def test_unique_puzzles_score_the_same_and_contradictory_givens_are_named(self):
+        for grid in (SOLUTION, HALF_RIGHT, None):
+            assert score_sudoku_grid_valid(grid, PUZZLE) == score_sudoku_grid(grid, PUZZLE, SOLUTION)
+        with pytest.raises(ValueError, match="'1100000000000000' has no solution"):
+            score_sudoku_grid_valid(SOLUTION, "11" + "0" * 14)

@@ -88,21 +88,27 @@ def load_eval_dataset(
 ) -> datasets.Dataset:
     """The evaluation set of a task, with the columns its metric needs.
 
+    Sudoku and Countdown are generated (the default) or read from a fixed set in d1's layout with ``dataset_name``:
+    d1's ``4x4_test_sudoku.csv`` (columns ``Puzzle``, ``Solution``; :func:`trl_dam.tasks.load_sudoku`) or
+    ``countdown_cd3_test.jsonl`` (``{"input": "30,100,93", "output": "23"}`` rows; :func:`trl_dam.tasks.load_countdown`),
+    or a hub dataset with those columns.
+
     Args:
         task: ``"sudoku"``, ``"countdown"``, ``"gsm8k"`` or ``"math500"``.
-        num_problems: generated tasks: how many problems to generate (default 256, as d1); loaded tasks: keep the
-            first ``num_problems`` rows (default: all, 1319 for GSM8K and 500 for MATH500).
+        num_problems: generated tasks: how many problems to generate (default 256, as d1); loaded sets: keep the
+            first ``num_problems`` rows (default: all, e.g. 1319 for GSM8K and 500 for MATH500).
         prompt_style: ``"d1_eval"`` (d1's evaluation prompts), ``"d1"`` (its training prompts) or ``"compact"``
             (the tiny Sudoku/Countdown format).
         seed: seed of the generated problems; the test split never shares a Sudoku solution grid or a Countdown
             problem with the training split. ``1`` gives the held-out puzzles of ``examples/sudoku.py``.
-        dataset_name: GSM8K/MATH500 only: a hub id, a local folder or a data file (default: the hub dataset).
-        split: split of a loaded dataset.
+        dataset_name: a hub id, a local folder or a data file (``.csv``, ``.json``, ``.jsonl``, ``.parquet``).
+            Default: generated problems for Sudoku/Countdown, the hub dataset for GSM8K/MATH500.
+        split: split of a loaded dataset (a data file is read as this split).
     """
     from trl_dam import tasks
 
     _check_task(task)
-    if task in ("sudoku", "countdown"):
+    if task in ("sudoku", "countdown") and dataset_name is None:
         generate = tasks.generate_sudoku_dataset if task == "sudoku" else tasks.generate_countdown_dataset
         return generate(num_problems or 256, seed=seed, split="test", prompt_style=prompt_style)
     source: dict[str, Any] = {}
@@ -110,8 +116,13 @@ def load_eval_dataset(
         source = {"path": dataset_name, "name": None, "data_files": dataset_name}
     elif dataset_name is not None:
         source = {"path": dataset_name}
-    load = tasks.load_gsm8k if task == "gsm8k" else tasks.load_math500
-    dataset = load(split, prompt_style=prompt_style, **source)
+    load = {
+        "sudoku": tasks.load_sudoku,
+        "countdown": tasks.load_countdown,
+        "gsm8k": tasks.load_gsm8k,
+        "math500": tasks.load_math500,
+    }[task]
+    dataset = load(split=split, prompt_style=prompt_style, **source)
     if num_problems is not None and num_problems < len(dataset):
         dataset = dataset.select(range(num_problems))
     return dataset

@@ -1,8 +1,10 @@
 """Task metrics shipped as local `evaluate` modules, loaded offline with ``evaluate.load(<local path>)``.
 
-Each metric lives in ``trl_dam/metrics/<name>/<name>.py`` (an ``evaluate.Metric`` subclass):
+Each metric lives in ``trl_dam/metrics/<name>/<name>.py`` (an ``evaluate.Metric`` subclass; what the four share is
+in ``trl_dam/metrics/_shared.py``):
 
-* ``sudoku_accuracy``: ``cell_accuracy`` (d1's Sudoku accuracy) and ``puzzle_accuracy`` (fully solved);
+* ``sudoku_accuracy``: ``cell_accuracy`` (d1's Sudoku accuracy, against the stored solution), ``valid_cell_accuracy``
+  (any solution of the puzzle accepted), ``puzzle_accuracy`` and ``valid_puzzle_accuracy`` (fully solved);
 * ``countdown_accuracy``, ``gsm8k_accuracy``, ``math500_accuracy``: ``accuracy``.
 """
 

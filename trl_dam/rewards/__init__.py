@@ -18,7 +18,12 @@ from trl_dam.rewards.gsm8k import (
 )
 from trl_dam.rewards.math500 import MATH_CORRECT_REWARD, math_correctness_reward, math_format_reward
 from trl_dam.rewards.registry import TASK_NAMES, get_reward_funcs
-from trl_dam.rewards.sudoku import sudoku_compact_format_reward, sudoku_format_reward, sudoku_reward
+from trl_dam.rewards.sudoku import (
+    sudoku_compact_format_reward,
+    sudoku_format_reward,
+    sudoku_reward,
+    sudoku_valid_reward,
+)
 
 __all__ = [
     "COUNTDOWN_CORRECT_REWARD",
@@ -40,6 +45,7 @@ __all__ = [
     "sudoku_compact_format_reward",
     "sudoku_format_reward",
     "sudoku_reward",
+    "sudoku_valid_reward",
     "xml_count_reward",
     "xml_count_score",
 ]

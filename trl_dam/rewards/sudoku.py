@@ -1,4 +1,5 @@
-"""Sudoku rewards: blank-cell accuracy (d1's reward) and format rewards for the d1 and compact styles.
+"""Sudoku rewards: blank-cell accuracy (d1's reward, and a validity-aware variant that accepts every solution of
+the puzzle) and format rewards for the d1 and compact styles.
 
 The answer is read with :func:`trl_dam.tasks.sudoku.extract_sudoku_grid`: the last ``<answer>`` block if there
 is one, else the digits of the whole completion.
@@ -12,9 +13,9 @@ from typing import Any
 
 from trl_dam.tasks.answer_format import extract_answer_tag, has_reasoning_answer_layout
 from trl_dam.tasks.completions import completions_to_texts
-from trl_dam.tasks.sudoku import extract_sudoku_grid, score_sudoku_grid
+from trl_dam.tasks.sudoku import extract_sudoku_grid, score_sudoku_grid, score_sudoku_grid_valid
 
-__all__ = ["sudoku_compact_format_reward", "sudoku_format_reward", "sudoku_reward"]
+__all__ = ["sudoku_compact_format_reward", "sudoku_format_reward", "sudoku_reward", "sudoku_valid_reward"]
 
 _GRID = re.compile(r"[1-4]{16}")
 
@@ -45,14 +46,56 @@ def sudoku_reward(
     Returns:
         One reward per completion.
     """
+    grids = _grids(completions, log_extra)
+    return [
+        _blank_share(grid, score_sudoku_grid(grid, puzzle_, solution_))
+        for grid, puzzle_, solution_ in zip(grids, puzzle, solution, strict=True)
+    ]
+
+
+def sudoku_valid_reward(
+    prompts: Sequence[Any],
+    completions: Sequence[Any],
+    completion_ids: Sequence[Any] | None = None,
+    *,
+    puzzle: Sequence[str],
+    log_extra: Callable[[str, list], None] | None = None,
+    **kwargs,
+) -> list[float]:
+    """Validity-aware blank-cell accuracy, in ``[0, 1]``: like :func:`sudoku_reward`, but every solution of the
+    puzzle is accepted (:func:`trl_dam.tasks.sudoku.score_sudoku_grid_valid`), so a grid that is a valid Sudoku
+    keeping the givens scores 1.0 even where it differs from the stored solution. It needs no ``solution`` column;
+    on puzzles with one solution it equals :func:`sudoku_reward`.
+
+    Args:
+        prompts: Prompts (unused).
+        completions: Completions, strings or lists of messages.
+        completion_ids: Token ids (unused).
+        puzzle: Dataset column: 16-character puzzles with ``'0'`` for empty cells.
+        log_extra: Provided by TRL trainers; logs the parsed grid as a ``sudoku_grid`` column.
+        **kwargs: Other dataset columns and trainer arguments (ignored).
+
+    Returns:
+        One reward per completion.
+    """
+    grids = _grids(completions, log_extra)
+    return [
+        _blank_share(grid, score_sudoku_grid_valid(grid, puzzle_)) for grid, puzzle_ in zip(grids, puzzle, strict=True)
+    ]
+
+
+def _grids(completions: Sequence[Any], log_extra: Callable[[str, list], None] | None) -> list[str | None]:
+    """The parsed grid of every completion, logged as the ``sudoku_grid`` column when the trainer asks."""
     grids = [extract_sudoku_grid(text) for text in completions_to_texts(completions)]
-    rewards = []
-    for grid, puzzle_, solution_ in zip(grids, puzzle, solution, strict=True):
-        correct, total = score_sudoku_grid(grid, puzzle_, solution_)
-        rewards.append(correct / total if total else float(grid is not None))
     if log_extra is not None:
         log_extra("sudoku_grid", [grid or "" for grid in grids])
-    return rewards
+    return grids
+
+
+def _blank_share(grid: str | None, counts: tuple[int, int]) -> float:
+    """``correct / empty cells``; a puzzle without empty cells scores 1.0 for any parseable answer."""
+    correct, total = counts
+    return correct / total if total else float(grid is not None)
 
 
 def sudoku_format_reward(

@@ -18,7 +18,9 @@ trl-dam-evaluate --model_name_or_path outputs/sudoku-dam-tiny --tasks sudoku \\
 ```
 
 It prints one row per model and one column per task and length (the task's score in %), and with `--output_file`
-writes the scores, the settings and every completion as JSON.
+writes the scores, the settings and every completion as JSON. Sudoku and Countdown problems are generated unless
+`--test_files` names fixed sets in d1's layouts, e.g. `--test_files sudoku=4x4_test_sudoku.csv
+countdown=countdown_cd3_test.jsonl` (d1's files; hub ids work too).
 """
 
 from __future__ import annotations
@@ -94,6 +96,13 @@ class EvaluateScriptArguments:
         default=None,
         metadata={"help": "GSM8K/MATH500 source: a hub id, a local folder or a data file (default: the hub set)."},
     )
+    test_files: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Fixed test sets as TASK=SOURCE (a data file, folder or hub id) in d1's layouts, e.g. "
+            "sudoku=4x4_test_sudoku.csv countdown=countdown_cd3_test.jsonl (default: generated Sudoku/Countdown)."
+        },
+    )
     batch_size: int = field(default=8, metadata={"help": "Sequences per decoder call (d1: 8; 4 at 512 tokens)."})
     dtype: str = field(
         default="auto", metadata={"help": "Weight dtype: 'auto' (the checkpoint's), 'bfloat16', 'float32', ..."}
@@ -152,6 +161,10 @@ def main(args: EvaluateScriptArguments) -> dict:
         raise ValueError(
             f"{len(labels)} --model_labels for {len(args.model_name_or_path)} models: give one label per model."
         )
+    test_files = dict(entry.partition("=")[::2] for entry in args.test_files)
+    unknown = [entry for entry in args.test_files if entry.partition("=")[0] not in args.tasks or "=" not in entry]
+    if unknown:
+        raise ValueError(f"--test_files {unknown}: give TASK=SOURCE with TASK one of the --tasks {args.tasks}.")
     state = PartialState()
     if args.output_file and state.is_main_process:
         check_output_file(args.output_file)
@@ -161,7 +174,7 @@ def main(args: EvaluateScriptArguments) -> dict:
             args.num_problems,
             prompt_style=args.prompt_style,
             seed=args.puzzle_seed,
-            dataset_name=args.dataset_name,
+            dataset_name=test_files.get(task, None if task in ("sudoku", "countdown") else args.dataset_name),
         )
         for task in args.tasks
     }

@@ -67,7 +67,10 @@ class TaskEvaluationArguments:
     )
     eval_dataset_name: str | None = field(
         default=None,
-        metadata={"help": "GSM8K/MATH500 evaluation source (default: --dataset_name for GSM8K, else the hub set)."},
+        metadata={
+            "help": "Evaluation set: a hub id, folder or data file; for Countdown d1's countdown_cd3_test.jsonl layout "
+            "(default: generated Countdown problems; --dataset_name for GSM8K, else the hub set)."
+        },
     )
     eval_batch_size: int = field(default=8, metadata={"help": "Sequences per decoder call (d1: 8)."})
     eval_base: bool = field(default=True, metadata={"help": "Also evaluate the base model (adapters disabled)."})

@@ -20,7 +20,7 @@ from .evaluation import (
     total_rewards,
 )
 from .model import SUDOKU_ALPHABET, SUDOKU_PROMPT_PREFIX, build_sudoku_model, build_sudoku_tokenizer
-from .plotting import plot_training
+from .plotting import plot_training, training_figure
 from .pretrain import PretrainConfig, PretrainResult, encode_digits, pretrain_base
 from .teachers import CORRUPTIONS, random_fill, row_heuristic_fill, teacher_answer
 
@@ -40,6 +40,7 @@ __all__ = [
     "evaluate_budgets",
     "format_results_table",
     "plot_training",
+    "training_figure",
     "pretrain_base",
     "random_fill",
     "row_heuristic_fill",

@@ -23,6 +23,7 @@ from trl_dam.tasks.countdown import (
     countdown_is_correct,
     extract_countdown_expression,
     generate_countdown_dataset,
+    load_countdown,
     solve_countdown,
 )
 from trl_dam.tasks.gsm8k import extract_gsm8k_answer, extract_gsm8k_gold, gsm8k_is_correct, load_gsm8k
@@ -31,6 +32,7 @@ from trl_dam.tasks.math500 import extract_math_answer, load_math500, math_answer
 from trl_dam.tasks.sudoku import (
     extract_sudoku_grid,
     generate_sudoku_dataset,
+    load_sudoku,
     score_sudoku_grid,
     solve_sudoku,
     sudoku_blank_accuracy,
@@ -60,9 +62,11 @@ __all__ = [
     "gsm8k_is_correct",
     "has_reasoning_answer_layout",
     "last_boxed_content",
+    "load_countdown",
     "load_gsm8k",
     "load_math500",
     "load_split",
+    "load_sudoku",
     "math_answers_match",
     "score_sudoku_grid",
     "solve_countdown",

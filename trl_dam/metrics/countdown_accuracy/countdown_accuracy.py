@@ -3,16 +3,8 @@
 import datasets
 import evaluate
 
+from trl_dam.metrics._shared import D1_CITATION, correct_share, metric_info
 from trl_dam.tasks.countdown import countdown_is_correct
-
-_CITATION = """\
-@article{zhao2025d1,
-  title={d1: Scaling Reasoning in Diffusion Large Language Models via Reinforcement Learning},
-  author={Zhao, Siyan and Gupta, Devaansh and Zheng, Qinqing and Grover, Aditya},
-  journal={arXiv preprint arXiv:2504.12216},
-  year={2025}
-}
-"""
 
 _DESCRIPTION = """\
 Scores Countdown completions as d1's evaluation does. The expression is read from the last <answer> block (or the
@@ -41,23 +33,19 @@ class CountdownAccuracy(evaluate.Metric):
 
     def _info(self):
         """Describe the metric and its inputs."""
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {
-                    "predictions": datasets.Value("string"),
-                    "references": datasets.Value("int64"),
-                    "numbers": datasets.Sequence(datasets.Value("int64")),
-                }
-            ),
+        return metric_info(
+            _DESCRIPTION,
+            _KWARGS_DESCRIPTION,
+            D1_CITATION,
+            references=datasets.Value("int64"),
+            numbers=datasets.Sequence(datasets.Value("int64")),
         )
 
     def _compute(self, predictions, references, numbers):
         """Return ``accuracy``."""
-        correct = sum(
-            countdown_is_correct(text, numbers_, target)
-            for text, target, numbers_ in zip(predictions, references, numbers, strict=True)
-        )
-        return {"accuracy": correct / len(predictions) if predictions else 0.0}
+        return {
+            "accuracy": correct_share(
+                countdown_is_correct(text, numbers_, target)
+                for text, target, numbers_ in zip(predictions, references, numbers, strict=True)
+            )
+        }

@@ -3,6 +3,7 @@
 import datasets
 import evaluate
 
+from trl_dam.metrics._shared import correct_share, metric_info
 from trl_dam.tasks.gsm8k import gsm8k_is_correct
 
 _CITATION = """\
@@ -39,16 +40,12 @@ class Gsm8kAccuracy(evaluate.Metric):
 
     def _info(self):
         """Describe the metric and its inputs."""
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value("string"), "references": datasets.Value("string")}
-            ),
-        )
+        return metric_info(_DESCRIPTION, _KWARGS_DESCRIPTION, _CITATION, references=datasets.Value("string"))
 
     def _compute(self, predictions, references):
         """Return ``accuracy``."""
-        correct = sum(gsm8k_is_correct(text, gold) for text, gold in zip(predictions, references, strict=True))
-        return {"accuracy": correct / len(predictions) if predictions else 0.0}
+        return {
+            "accuracy": correct_share(
+                gsm8k_is_correct(text, gold) for text, gold in zip(predictions, references, strict=True)
+            )
+        }

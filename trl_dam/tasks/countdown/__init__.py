@@ -1,4 +1,5 @@
-"""Countdown task: solvable-problem generator, brute-force solver, safe arithmetic, prompts and answer checks."""
+"""Countdown task: solvable-problem generator, loader of fixed sets (d1's layout), brute-force solver, safe
+arithmetic, prompts and answer checks."""
 
 from trl_dam.tasks.countdown.answers import (
     COUNTDOWN_STATUSES,
@@ -19,6 +20,7 @@ from trl_dam.tasks.countdown.generator import (
     generate_countdown_dataset,
     generate_countdown_problems,
 )
+from trl_dam.tasks.countdown.loader import COUNTDOWN_FILE_LAYOUTS, load_countdown
 from trl_dam.tasks.countdown.prompts import (
     COUNTDOWN_COMPACT_TEMPLATE,
     COUNTDOWN_EVAL_INSTRUCTIONS,
@@ -33,6 +35,7 @@ from trl_dam.tasks.countdown.solver import countdown_reachable_values, solve_cou
 __all__ = [
     "COUNTDOWN_COMPACT_TEMPLATE",
     "COUNTDOWN_EVAL_INSTRUCTIONS",
+    "COUNTDOWN_FILE_LAYOUTS",
     "COUNTDOWN_EVAL_QUESTION_TEMPLATE",
     "COUNTDOWN_PROMPT_STYLES",
     "COUNTDOWN_STATUSES",
@@ -50,6 +53,7 @@ __all__ = [
     "format_countdown_prompt",
     "generate_countdown_dataset",
     "generate_countdown_problems",
+    "load_countdown",
     "normalize_countdown_expression",
     "parse_arithmetic",
     "solve_countdown",

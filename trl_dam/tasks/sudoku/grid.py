@@ -17,6 +17,7 @@ __all__ = [
     "enumerate_sudoku_solutions",
     "is_valid_sudoku_solution",
     "solve_sudoku",
+    "sudoku_solutions",
 ]
 
 SUDOKU_CELLS = 16
@@ -89,6 +90,11 @@ def count_sudoku_solutions(puzzle: str, limit: int | None = None) -> int:
         if limit is not None and count >= limit:
             break
     return count
+
+
+def sudoku_solutions(puzzle: str) -> tuple[str, ...]:
+    """Return every solution of ``puzzle``, in lexicographic order (empty if its givens contradict each other)."""
+    return tuple(_solutions(puzzle))
 
 
 def solve_sudoku(puzzle: str) -> str | None:
