@@ -421,3 +421,44 @@ def test_dataset_smaller_than_a_generation_round_is_refused(tmp_path, tokenizer)
         build_trainer(DAMTrainer, args, tokenizer, dataset=Dataset.from_dict({"prompt": PROMPTS[:4]}))
     trainer = build_trainer(DAMTrainer, args, tokenizer, dataset=Dataset.from_dict({"prompt": PROMPTS[:5]}))
     assert trainer._generation_geometry()[0] == 5
+
+
+# ---------------------------------------------------------------------------------------------------- logging
+
+
+def test_log_completions_table_holds_the_rollouts(tmp_path, tokenizer, capsys):
+    """`log_completions`: the table printed and saved at a logging step holds the last micro-step's K rollouts per
+    state: the completions the reward saw, their rewards, their weights W_k and the state X_t they started from."""
+    import pandas as pd
+
+    calls = []
+
+    def length_reward(completions, log_extra, **kwargs):
+        calls.append(list(completions))
+        log_extra("length", [len(c) for c in completions])
+        return [len(c) / N for c in completions]
+
+    trainer = make_trainer(
+        tmp_path, tokenizer, reward_funcs=length_reward, log_completions=True, num_completions_to_print=3, max_steps=1
+    )
+    returned = []
+    dam_inputs = trainer._dam_inputs
+    trainer._dam_inputs = lambda items: returned.append(dam_inputs(items)) or returned[-1]
+    trainer.train()
+
+    table = pd.read_parquet(tmp_path / "out" / "completions" / "completions_00001.parquet")
+    rollouts = calls[-1]  # the generation round's call comes first, the rollouts' last
+    assert len(table) == 8 and table["completion"].tolist() == rollouts
+    assert table["length_reward"].tolist() == pytest.approx([len(c) / N for c in rollouts])
+    assert table["length"].tolist() == [len(c) for c in rollouts]
+    assert table["step"].tolist() == [1] * 8
+    weights = returned[-1]["weights"]
+    assert table["weight"].tolist() == pytest.approx(weights.reshape(-1).tolist())
+    assert table["weight"].std() > 0.1  # the rewards differ, so do the weights
+    assert table["weight"].to_numpy().reshape(2, 4).mean(1) == pytest.approx([1.0, 1.0])  # (1/K) sum_k W_k = 1
+    states = tokenizer.batch_decode(returned[-1]["x_t"][:, -N:], skip_special_tokens=False)
+    assert table["state"].tolist() == [state for state in states for _ in range(4)]
+    assert history(trainer, "dam/rollout_reward")[0] == pytest.approx(table["length_reward"].mean())
+
+    printed = capsys.readouterr().out
+    assert "Step 1" in printed and "length_reward" in printed and "weight" in printed

@@ -21,7 +21,7 @@ import copy
 import inspect
 import math
 import os
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from accelerate.utils import gather, is_peft_model
+from accelerate.utils import gather, gather_object, is_peft_model
 from datasets import Dataset, IterableDataset
 from torch import Tensor, nn
 from transformers import (
@@ -40,10 +40,12 @@ from transformers import (
     PreTrainedTokenizerBase,
     ProcessorMixin,
     TrainerCallback,
+    is_trackio_available,
+    is_wandb_available,
     set_seed,
 )
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-from transformers.utils import logging
+from transformers.utils import is_rich_available, logging
 from trl.data_utils import apply_chat_template, is_conversational
 from trl.models import unwrap_model_for_generation
 from trl.trainer.utils import (
@@ -53,6 +55,7 @@ from trl.trainer.utils import (
     get_config_model_id,
     identity,
     nanstd,
+    print_prompt_completions_sample,
 )
 
 from trl_dam.core import Trajectory, sample_ctmc, sample_low_confidence
@@ -142,6 +145,17 @@ class DiffusionRLTrainer(BaseTrainer):
             "eval": defaultdict(list),
         }
         self._mode = "train"
+        # The completions table (`log_completions`): the rows of the latest optimizer step, as GRPO keeps the latest
+        # generation batch; `_score` stages a batch and the method commits it with its own columns.
+        rows_per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+        self._logs: dict[str, Any] = {
+            "prompt": deque(maxlen=rows_per_step),
+            "completion": deque(maxlen=rows_per_step),
+            "rewards": defaultdict(lambda: deque(maxlen=rows_per_step)),
+            "extra": defaultdict(lambda: deque(maxlen=rows_per_step)),
+        }
+        self._staged_completions: dict[str, Any] | None = None
+        self._pending_extra_logs: defaultdict[str, list] = defaultdict(list)
 
         super().__init__(
             model=model,
@@ -497,9 +511,16 @@ class DiffusionRLTrainer(BaseTrainer):
         """
         prompts = [row["prompt"] for row in rows]
         completions, ids_list = self._decode(prompts, completion_ids)
+        self._pending_extra_logs.clear()
         rewards_per_func = self._calculate_rewards(rows, prompts, completions, ids_list)
         rewards = self._total_rewards(rewards_per_func, prompts, completions)
         lengths = torch.tensor([len(ids) for ids in ids_list], device=completion_ids.device)
+        self._staged_completions = {
+            "prompt": prompts,
+            "completion": completions,
+            "rewards": rewards_per_func.tolist(),
+            "extra": dict(self._pending_extra_logs),
+        }
         return rewards_per_func, rewards, lengths
 
     def _decode(self, prompts: list, completion_ids: Tensor) -> tuple[list, list[list[int]]]:
@@ -519,7 +540,7 @@ class DiffusionRLTrainer(BaseTrainer):
         kwargs = {
             **columns,
             "trainer_state": self.state,
-            "log_extra": lambda column, values: None,  # no completions table yet; accepted for TRL compatibility
+            "log_extra": self._log_completion_extra,
             "log_metric": self._log_reward_metric,
         }
         values_per_func, awaiting = [], []
@@ -594,6 +615,71 @@ class DiffusionRLTrainer(BaseTrainer):
         """`log_metric` for reward functions: a scalar averaged over the logging window."""
         self._log_value(name, value)
 
+    def _log_completion_extra(self, column: str, values: list) -> None:
+        """`log_extra` for reward functions: a column of the completions table, one value per completion."""
+        self._pending_extra_logs[column].extend(values)
+
+    def _commit_completions(self, **columns: list) -> None:
+        """Add the batch last scored by `_score` to the completions table, with the method's own ``columns`` (one
+        value per completion, e.g. DAM's rollout weights). A staged batch that is not committed (DAM's generation
+        rounds) stays out of the table. Collective: every process calls it."""
+        staged, self._staged_completions = self._staged_completions, None
+        if not self.args.log_completions or staged is None:
+            return
+        self._logs["prompt"].extend(gather_object(staged["prompt"]))
+        self._logs["completion"].extend(gather_object(staged["completion"]))
+        for i, name in enumerate(self.reward_func_names):
+            self._logs["rewards"][name].extend(gather_object([row[i] for row in staged["rewards"]]))
+        extra = {**staged["extra"], **columns}
+        # Sorted so that every process gathers the columns in the same order.
+        for column in sorted(set(gather_object(list(extra)))):
+            self._logs["extra"][column].extend(gather_object(list(extra.get(column, [None] * len(staged["prompt"])))))
+
+    def _log_completions_table(self) -> None:
+        """GRPO's completions table: printed with rich, saved as parquet, logged to wandb / trackio."""
+        if not (self.args.log_completions and self.accelerator.is_main_process and self._logs["prompt"]):
+            return
+        import pandas as pd
+
+        extra = {key: list(values) for key, values in self._logs["extra"].items()}
+        advantages = extra.pop("advantage", None)
+        rewards = {name: list(values) for name, values in self._logs["rewards"].items()}
+        if is_rich_available():
+            print_prompt_completions_sample(
+                list(self._logs["prompt"]),
+                list(self._logs["completion"]),
+                rewards,
+                advantages,
+                self.state.global_step,
+                self.args.num_completions_to_print,
+                extra=extra,
+            )
+        table = {
+            "step": [self.state.global_step] * len(self._logs["prompt"]),
+            "prompt": list(self._logs["prompt"]),
+            "completion": list(self._logs["completion"]),
+            **rewards,
+            **({"advantage": advantages} if advantages is not None else {}),
+            **extra,
+        }
+        frame = pd.DataFrame(table)
+        folder = os.path.join(self.args.output_dir, "completions")
+        os.makedirs(folder, exist_ok=True)
+        # Conversations (lists of messages) are stored as text so that any column type fits parquet.
+        frame.astype({c: str for c in ("prompt", "completion")}).to_parquet(
+            os.path.join(folder, f"completions_{self.state.global_step:05d}.parquet")
+        )
+        report_to = self.args.report_to or []
+        if "wandb" in report_to and is_wandb_available():
+            import wandb
+
+            if wandb.run is not None:
+                wandb.log({"completions": wandb.Table(dataframe=frame)})
+        if "trackio" in report_to and is_trackio_available():
+            import trackio
+
+            trackio.log({"completions": trackio.Table(dataframe=frame)})
+
     def _log_rewards(self, rewards_per_func: Tensor, rewards: Tensor) -> None:
         """GRPO's reward metrics: ``reward``, ``reward_std``, ``rewards/<name>/mean``, ``rewards/<name>/std``."""
         per_func = gather(rewards_per_func)
@@ -617,6 +703,7 @@ class DiffusionRLTrainer(BaseTrainer):
         logs.update(metrics)  # in place, as GRPO does, so `evaluate()` also returns them
         super().log(logs, start_time)
         self._metrics[mode].clear()
+        self._log_completions_table()
 
     # ------------------------------------------------------------------ evaluation
 

@@ -68,6 +68,17 @@ class DiffusionRLConfig(BaseConfig):
         reward_timeout (`float`, *optional*):
             Seconds an async reward function may take per call before training stops with an error naming it. `None`:
             no limit. Synchronous functions cannot be interrupted from outside; give them their own timeouts.
+
+        > Parameters that control the logging
+
+        log_completions (`bool`, *optional*, defaults to `False`):
+            As TRL's GRPO: at every logging step, print a table of the latest completions (prompt, completion, each
+            reward function's value and the columns reward functions add with `log_extra`) with `rich`, write it to
+            `output_dir/completions/completions_<step>.parquet`, and log it as a `completions` table to wandb /
+            trackio when they are in `report_to`. DAM adds each rollout's weight $W_k$ (`weight`) and the re-masked
+            state $X_t$ it started from (`state`); diffu-GRPO adds the `advantage`.
+        num_completions_to_print (`int`, *optional*):
+            Rows of that table printed to the console (a random sample); `None` prints them all.
     """
 
     _VALID_DICT_FIELDS = BaseConfig._VALID_DICT_FIELDS + ["model_init_kwargs", "chat_template_kwargs"]
@@ -167,6 +178,19 @@ class DiffusionRLConfig(BaseConfig):
         },
     )
 
+    # Logging
+    log_completions: bool = field(
+        default=False,
+        metadata={
+            "help": "Print, save (output_dir/completions/*.parquet) and log to wandb/trackio a table of the latest "
+            "completions with their rewards every logging step (DAM: with each rollout's weight and start state)."
+        },
+    )
+    num_completions_to_print: int | None = field(
+        default=None,
+        metadata={"help": "Rows of the completions table printed with rich; None prints them all."},
+    )
+
     def __post_init__(self):
         super().__post_init__()
         # TrainingArguments accepts 0, which only fails later (as an empty replay buffer, or a division by zero).
@@ -186,7 +210,14 @@ class DiffusionRLConfig(BaseConfig):
             "must be None or > 0",
             self.reward_timeout,
         )
-        for name in ("max_prompt_length", "sampling_batch_size", "diffusion_steps", "block_length"):
+        sizes = (
+            "max_prompt_length",
+            "sampling_batch_size",
+            "diffusion_steps",
+            "block_length",
+            "num_completions_to_print",
+        )
+        for name in sizes:
             value = getattr(self, name)
             _check(value is None or value >= 1, name, "must be None or >= 1", value)
         if self.diffusion_steps is not None:

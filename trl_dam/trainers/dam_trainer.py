@@ -210,7 +210,13 @@ class DAMTrainer(DiffusionRLTrainer):
         log_ratio = path_log_ratio(rollouts.logp_reference, rollouts.logp_policy, rollouts.step_mask).view(-1, num)
         log_weights = self._log_weights(log_ratio, rewards.view(-1, num), items)
         self._log_rollout_metrics(log_ratio, log_weights, rewards, revealed, rollouts.positions, seconds)
-        return {"x_t": x_t, "weights": log_weights.exp(), **_first_jumps(rollouts, num)}
+        weights = log_weights.exp()
+        if self.args.log_completions:
+            states = self._tokenizer.batch_decode(x_t[:, -args.max_completion_length :], skip_special_tokens=False)
+            self._commit_completions(
+                weight=weights.reshape(-1).tolist(), state=[state for state in states for _ in range(num)]
+            )
+        return {"x_t": x_t, "weights": weights, **_first_jumps(rollouts, num)}
 
     def _log_weights(self, log_ratio: Tensor, rewards: Tensor, items: list[BufferItem]) -> Tensor:
         r"""$\log W_k$ for every state (rows) and rollout (columns).

@@ -172,6 +172,7 @@ class DiffuGRPOTrainer(DiffusionRLTrainer):
         sequences = scored.trajectory.final
         completions = sequences[:, -args.max_completion_length :]
         advantages = group_normalized_advantages(scored.rewards, num, scale_rewards=args.scale_rewards)
+        self._commit_completions(advantage=advantages.tolist())
         grouped = scored.rewards.view(-1, num)
         self._log_value("reward_calls", len(rows))
         self._log_mean("frac_reward_zero_std", (grouped.std(1) < 1e-8).float() if num > 1 else torch.ones(1))
