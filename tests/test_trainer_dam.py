@@ -240,6 +240,44 @@ def test_peft_reference_is_base_with_adapters_disabled(tmp_path, tokenizer):
     assert not torch.allclose(policy, reference)  # the adapters did learn something
 
 
+def test_peft_model_passed_in_is_the_reference(tmp_path, tokenizer):
+    """A PeftModel passed in (an SFT LoRA to continue from) is p_base: its adapter is frozen as TRL's "ref" adapter,
+    so the reference logits are the passed-in model's, not the bare base's, while the "default" adapter trains."""
+    from peft import LoraConfig, get_peft_model
+
+    base = tiny_model(tokenizer)
+    bare = copy.deepcopy(base)
+    sft = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0))
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # a trained SFT adapter: LoRA's B is not zero
+        for name, param in sft.named_parameters():
+            if "lora_B" in name:
+                param.copy_(0.5 * torch.randn(param.shape, generator=generator))
+    passed_in = copy.deepcopy(sft).eval()
+    trainer = make_trainer(tmp_path, tokenizer, model=sft)
+    assert trainer.ref_model is None and set(trainer.model.peft_config) == {"default", "ref"}
+    ref_params = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if ".ref." in n}
+    assert ref_params and not any(p.requires_grad for n, p in trainer.model.named_parameters() if ".ref." in n)
+    default_before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if ".default." in n}
+
+    x = trainer._canvas(trainer._tokenize_prompts(PROMPTS[:4]))
+    mask = trainer._attention_mask(x)
+    with torch.no_grad():
+        expected = trainer.adapter.logits(passed_in, x, mask)
+        bare_logits = trainer.adapter.logits(bare, x, mask)
+        torch.testing.assert_close(trainer._reference_denoiser(trainer.model)(x), expected)
+    assert (expected - bare_logits).abs().max() > 1e-2  # the adapter matters: the old reference was wrong
+
+    trainer.train()
+    params = dict(trainer.model.named_parameters())
+    assert all(torch.equal(params[n], p) for n, p in ref_params.items())
+    assert any(not torch.equal(params[n], p) for n, p in default_before.items())  # the SFT adapter trains on
+    with torch.no_grad():
+        torch.testing.assert_close(trainer._reference_denoiser(trainer.model)(x), expected)
+        assert not torch.allclose(trainer._denoiser(trainer.model)(x), expected)
+    assert trainer.model.active_adapter == "default"
+
+
 def test_frozen_reference_copy_is_not_synced(tmp_path, tokenizer):
     base = tiny_model(tokenizer)
     base_copy = copy.deepcopy(base)

@@ -201,16 +201,24 @@ def policy_for_generation(trainer) -> Iterator[tuple[Any, bool]]:
 
 @contextmanager
 def base_for_generation(trainer) -> Iterator[tuple[Any, bool]]:
-    """``(model, disable_adapter)`` for decoding with a trainer's base (reference) model: the policy network with its
-    adapters disabled under PEFT, else the trainer's frozen reference copy."""
+    """``(model, disable_adapter)`` for decoding with a trainer's base (reference) model: under PEFT the policy
+    network with its frozen ``"ref"`` adapter (a PeftModel passed to the trainer) or with its adapters disabled, else
+    the trainer's frozen reference copy."""
     from accelerate.utils import is_peft_model
     from trl.models import unwrap_model_for_generation
+    from trl.trainer.utils import use_adapter
+
+    from trl_dam.trainers.base import REFERENCE_ADAPTER
 
     if trainer.ref_model is None:
         with unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator) as model:
             if not is_peft_model(model):
                 raise ValueError("The trainer has neither a reference model nor PEFT adapters to disable.")
-            yield model, True
+            if REFERENCE_ADAPTER in model.peft_config:
+                with use_adapter(model, REFERENCE_ADAPTER):
+                    yield model, False
+            else:
+                yield model, True
         return
     with unwrap_model_for_generation(trainer.ref_model, trainer.accelerator) as model:
         yield model, False

@@ -4,7 +4,8 @@ It owns what the methods share, so no trainer carries its own copy:
 
 * model loading (a hub id / path through [`~trl_dam.models.load_diffusion_lm`], or a loaded model), the tokenizer,
   the denoiser adapter and the mask id;
-* the reference model: with PEFT the same network with its adapters disabled, otherwise a frozen copy;
+* the reference model: with PEFT the same network, with its adapters disabled (adapters added from `peft_config`)
+  or with a frozen copy of the adapter of a PeftModel passed in (TRL's `"ref"` adapter); otherwise a frozen copy;
 * prompt tokenisation (standard and conversational prompts), the fixed-length completion canvas, and sampling it
   with the current model (eval mode, no grad, chunked), optionally recording reference log-probs along the path;
 * reward calling with TRL's convention, weighting, `None` handling and clear errors;
@@ -56,6 +57,7 @@ from trl.trainer.utils import (
     identity,
     nanstd,
     print_prompt_completions_sample,
+    use_adapter,
 )
 
 from trl_dam.core import Trajectory, sample_ctmc, sample_low_confidence
@@ -74,6 +76,9 @@ RewardFunc = str | PreTrainedModel | Callable[..., list[float | None]]
 
 #: Keyword arguments every reward function may receive besides the dataset columns.
 REWARD_KWARGS = ("prompts", "completions", "completion_ids", "trainer_state", "log_extra", "log_metric")
+
+#: Name of the frozen copy of a passed-in PeftModel's adapter that serves as the reference (TRL's name).
+REFERENCE_ADAPTER = "ref"
 
 #: Per-process file in a checkpoint folder with the sampler RNG and the method's own state (e.g. a replay buffer).
 SAMPLER_STATE_FILE = "sampler_state_{rank}.pt"
@@ -223,14 +228,10 @@ class DiffusionRLTrainer(BaseTrainer):
             if hasattr(args, "activation_checkpointing"):
                 args.activation_checkpointing = False
 
-    @staticmethod
-    def _wrap_peft(model: nn.Module, peft_config, args: DiffusionRLConfig) -> nn.Module:
+    def _wrap_peft(self, model: nn.Module, peft_config, args: DiffusionRLConfig) -> nn.Module:
         if peft_config is None:
-            if is_peft_model(model):
-                logger.warning(
-                    "A PeftModel was passed: the reference is its base model with the adapters disabled, which equals "
-                    "the initial policy only if the adapters are freshly initialised."
-                )
+            if is_peft_model(model) and self._needs_reference(args):
+                _add_reference_adapter(model)
             return model
         from peft import PeftConfig, get_peft_model
 
@@ -248,7 +249,7 @@ class DiffusionRLTrainer(BaseTrainer):
         return getattr(args, "beta", 0.0) > 0
 
     def _create_reference_model(self, model: nn.Module, args: DiffusionRLConfig) -> nn.Module | None:
-        # With PEFT the base network is the reference (adapters off): no second copy of the weights.
+        # With PEFT the reference lives in the same network (see `_reference_denoiser`): no second copy of the weights.
         if is_peft_model(model) or not self._needs_reference(args):
             return None
         if any(hasattr(p, "ds_id") for p in model.parameters()):
@@ -355,15 +356,19 @@ class DiffusionRLTrainer(BaseTrainer):
 
     # ------------------------------------------------------------------ sampling
 
-    def _denoiser(self, model: nn.Module, disable_adapter: bool = False) -> Callable[[Tensor], Tensor]:
+    def _denoiser(self, model: nn.Module, reference_adapter: bool = False) -> Callable[[Tensor], Tensor]:
         """``logits_fn(x)`` for the samplers. Padding is read off ``x`` (see `_attention_mask`) because the samplers
-        call the denoiser on row subsets, so a mask bound in advance would not line up."""
+        call the denoiser on row subsets, so a mask bound in advance would not line up.
+
+        With ``reference_adapter`` a PEFT model runs as the reference: with its frozen ``"ref"`` adapter when it has
+        one (a PeftModel passed in), else with its adapters disabled (adapters the trainer added).
+        """
         adapter = self.adapter
 
         def logits_fn(x: Tensor) -> Tensor:
             attention_mask = self._attention_mask(x)
-            if disable_adapter:
-                with model.disable_adapter():
+            if reference_adapter:
+                with use_adapter(model, REFERENCE_ADAPTER if REFERENCE_ADAPTER in model.peft_config else None):
                     return adapter.logits(model, x, attention_mask)
             return adapter.logits(model, x, attention_mask)
 
@@ -379,9 +384,10 @@ class DiffusionRLTrainer(BaseTrainer):
         return None if bool(real.all()) else real.long()
 
     def _reference_denoiser(self, model: nn.Module) -> Callable[[Tensor], Tensor] | None:
-        """The fixed base: ``model`` with adapters disabled under PEFT, else the frozen copy (never synced)."""
+        """The fixed reference (never synced): under PEFT ``model`` with its ``"ref"`` adapter or with its adapters
+        disabled (see `_denoiser`), else the frozen copy."""
         if is_peft_model(model):
-            return self._denoiser(model, disable_adapter=True)
+            return self._denoiser(model, reference_adapter=True)
         return self._denoiser(self.ref_model) if self.ref_model is not None else None
 
     @contextmanager
@@ -775,6 +781,25 @@ class _EpochSeededRepeatSampler(RepeatSampler):
     def set_epoch(self, epoch: int) -> None:
         if self.shuffle:
             self.generator.manual_seed((self.seed or 0) + epoch)
+
+
+def _add_reference_adapter(model) -> None:
+    r"""Freeze a copy of a PeftModel's active adapter as the ``"ref"`` adapter, as TRL's GRPO does.
+
+    A PeftModel passed in (e.g. an SFT LoRA to continue from) *is* the model to start from, so the reference
+    $p^{\mathrm{base}}$ of $p^* \propto p^{\mathrm{base}} e^{r/\beta}$ must be the base network with that adapter,
+    not the bare base: disabling the adapters would silently change the target.
+    """
+    name = model.active_adapter
+    model.add_adapter(REFERENCE_ADAPTER, model.peft_config[name])
+    source, target = f".{name}.", f".{REFERENCE_ADAPTER}."
+    with torch.no_grad():
+        for param_name, param in model.named_parameters():
+            if source in param_name:
+                model.get_parameter(param_name.replace(source, target)).copy_(param)
+    for param_name, param in model.named_parameters():
+        if target in param_name:
+            param.requires_grad_(False)
 
 
 def _validate_rewards(values, name: str, prompts: list, completions: list) -> list[float]:

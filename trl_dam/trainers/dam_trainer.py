@@ -88,7 +88,9 @@ class DAMTrainer(DiffusionRLTrainer):
         reward_processing_classes: tokenizers of reward models (loaded from their ids when `None`).
         callbacks, optimizers: as for [`~transformers.Trainer`].
         peft_config ([`~peft.PeftConfig`], *optional*): wrap the model in adapters; the reference is then the same
-            network with its adapters disabled (no second copy). Without PEFT the reference is a frozen copy.
+            network with its adapters disabled (no second copy). A `PeftModel` passed as `model` (e.g. an SFT LoRA)
+            is itself the reference: its adapter keeps training and a frozen copy of it, the `"ref"` adapter as in
+            TRL, gives the reference log-probs. Without PEFT the reference is a frozen copy.
 
     What to watch: `reward` (fresh samples of each generation round), `dam/ess_fraction` (near 0: one rollout
     dominates each state, raise `beta` or lower the learning rate), `dam/kl_estimate` (distance from the

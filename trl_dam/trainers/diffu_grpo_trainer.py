@@ -82,7 +82,9 @@ class DiffuGRPOTrainer(DiffusionRLTrainer):
         reward_processing_classes: tokenizers of reward models (loaded from their ids when `None`).
         callbacks, optimizers: as for [`~transformers.Trainer`].
         peft_config ([`~peft.PeftConfig`], *optional*): wrap the model in adapters; the reference is then the same
-            network with its adapters disabled. Without PEFT (and with `beta > 0`) it is a frozen copy.
+            network with its adapters disabled. A `PeftModel` passed as `model` with `beta > 0` gets a frozen copy
+            of its adapter (TRL's `"ref"` adapter) as the reference. Without PEFT (and with `beta > 0`) it is a frozen
+            copy.
 
     Overrides: `_prepare_inputs` (generation rounds, old and reference log-probs, the per-micro-step slice),
     `compute_loss`, `_generation_geometry`, and the sampler state saved with checkpoints (the current round).
