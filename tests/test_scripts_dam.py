@@ -172,3 +172,53 @@ def test_console_entry_points_return_none(monkeypatch):
         monkeypatch.setattr(module, "main", lambda *args, **kwargs: object())  # a trainer, a summary dict
     monkeypatch.setattr(evaluate, "make_parser", lambda: SimpleNamespace(parse_args_and_config=lambda args: (None,)))
     assert dam.cli() is None and evaluate.cli([]) is None
+
+
+GRPO_RECIPE = """\
+model_name_or_path: {model}
+output_dir: {out}
+learning_rate: 1.0e-6
+beta: 0.04
+num_generations: 2
+per_device_train_batch_size: 4
+gradient_accumulation_steps: 2
+max_completion_length: 4
+use_cpu: true
+bf16: false
+report_to: none
+"""
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        ("generation_batch_size: 16", r"`generation_batch_size`.*per_device_prompts_per_generation"),
+        ("steps_per_generation: 3", r"`steps_per_generation`.*inner_steps.*multiple of gradient_accumulation_steps"),
+        ("scale_rewards: group", r"`scale_rewards='group'`.*no DAM equivalent"),
+        ("scale_rewards: batch", r"`scale_rewards='batch'`.*no DAM equivalent"),
+        ("loss_type: dapo", r"`loss_type`.*'dapo' is a GRPO loss type"),
+        ("beta: 0.0", r"`beta` must be > 0"),
+    ],
+)
+def test_grpo_yaml_fields_fail_naming_the_dam_equivalent(tmp_path, model_dir, extra, match):
+    """A GRPO recipe's fields either map onto DAM's or fail with the DAM field named and beta's DAM meaning said."""
+    recipe = tmp_path / "grpo.yaml"
+    recipe.write_text(GRPO_RECIPE.format(model=model_dir, out=tmp_path / "out") + extra + "\n")
+    with pytest.raises(ValueError, match=match) as error:
+        parse("--config", str(recipe))
+    assert "temperature on the reward" in str(error.value) and "not GRPO's KL coefficient" in str(error.value)
+
+
+def test_grpo_yaml_fields_that_map(tmp_path, model_dir):
+    """`steps_per_generation` (micro-steps) maps onto `inner_steps` (optimizer steps); `scale_rewards: none` is what
+    DAM does; `beta` stays DAM's temperature. The command line takes the GRPO names too."""
+    recipe = tmp_path / "grpo.yaml"
+    recipe.write_text(
+        GRPO_RECIPE.format(model=model_dir, out=tmp_path / "out") + "steps_per_generation: 4\nscale_rewards: none\n"
+    )
+    _, training_args, _ = parse("--config", str(recipe))
+    assert training_args.inner_steps == 2 and training_args.beta == 0.04
+    _, training_args, _ = parse("--config", str(recipe), "--steps_per_generation", "6", "--scale_rewards", "false")
+    assert training_args.inner_steps == 3
+    with pytest.raises(ValueError, match="per_device_prompts_per_generation"):
+        parse("--config", str(recipe), "--generation_batch_size", "8")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .base_config import DiffusionRLConfig, _check
+from .grpo_names import BETA_NOTE, grpo_help, loss_type_requirement, resolve_grpo_fields
 
 LOSS_TYPES = ("gkl", "l2")
 ADJOINT_ESTIMATORS = ("importance_weighted", "analytic")
@@ -55,6 +56,15 @@ class DAMConfig(DiffusionRLConfig):
             Optimizer steps per generation round (L in Algorithm 1).
         replay_buffer_size (`int`, *optional*):
             Capacity of the FIFO replay buffer of $(prompt, X_1, r)$. `None`: one generation round (on-policy).
+
+        > GRPO's names (see [`trl_dam.trainers.grpo_names`])
+
+        generation_batch_size (`int`, *optional*):
+            Refused with an error naming `per_device_prompts_per_generation`, which counts prompts per device.
+        steps_per_generation (`int`, *optional*):
+            Mapped onto `inner_steps = steps_per_generation / gradient_accumulation_steps` (a multiple is required).
+        scale_rewards (`str`, *optional*):
+            Only `"none"` / `False` is accepted: DAM uses raw rewards, which enter its target $e^{r/\beta}$.
     """
 
     beta: float = field(
@@ -93,10 +103,33 @@ class DAMConfig(DiffusionRLConfig):
         metadata={"help": "Replay buffer capacity; None keeps one generation round (on-policy)."},
     )
 
+    # GRPO's names, so that a GRPO recipe fails (or maps) with the DAM equivalent named; see `grpo_names`.
+    generation_batch_size: int | None = field(
+        default=None, metadata={"help": grpo_help("generation_batch_size", "`per_device_prompts_per_generation`")}
+    )
+    steps_per_generation: int | None = field(
+        default=None,
+        metadata={
+            "help": grpo_help(
+                "steps_per_generation", "`inner_steps` (a multiple of gradient_accumulation_steps maps onto it)"
+            )
+        },
+    )
+    scale_rewards: str | None = field(
+        default=None,
+        metadata={"help": grpo_help("scale_rewards", "none: DAM uses raw rewards ('none' is accepted)")},
+    )
+
     def __post_init__(self):
         super().__post_init__()
-        _check(self.beta > 0, "beta", "must be > 0 (the reward enters as exp(r / beta))", self.beta)
-        _check(self.loss_type in LOSS_TYPES, "loss_type", f"must be one of {LOSS_TYPES}", self.loss_type)
+        _check(self.beta > 0, "beta", f"must be > 0 (the reward enters as exp(r / beta)). {BETA_NOTE}", self.beta)
+        _check(
+            self.loss_type in LOSS_TYPES,
+            "loss_type",
+            loss_type_requirement(self.loss_type, LOSS_TYPES),
+            self.loss_type,
+        )
+        resolve_grpo_fields(self)
         _check(
             self.adjoint_estimator in ADJOINT_ESTIMATORS,
             "adjoint_estimator",
