@@ -451,6 +451,17 @@ def test_resume_from_checkpoint_is_exact(tmp_path, tokenizer):
     assert len(resumed.replay_buffer) == len(full.replay_buffer)
 
 
+def test_iterable_dataset_is_refused_with_the_reason(tmp_path, tokenizer):
+    streamed = Dataset.from_dict({"prompt": PROMPTS}).to_iterable_dataset()
+    with pytest.raises(NotImplementedError, match=r"map-style .*IterableDataset.*by index.*Dataset.from_list"):
+        make_trainer(tmp_path, tokenizer, dataset=streamed)
+    # The suggested fix works: the materialised stream trains.
+    materialised = Dataset.from_list(list(streamed.take(len(PROMPTS))))
+    trainer = make_trainer(tmp_path, tokenizer, dataset=materialised, max_steps=1)
+    trainer.train()
+    assert history(trainer, "reward")
+
+
 def test_dataset_smaller_than_a_generation_round_is_refused(tmp_path, tokenizer):
     args = make_args(tmp_path, per_device_prompts_per_generation=5)
     with pytest.raises(

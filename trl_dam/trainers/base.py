@@ -130,7 +130,13 @@ class DiffusionRLTrainer(BaseTrainer):
             name = model if isinstance(model, str) else get_config_model_id(model.config) or type(model).__name__
             args = self.config_class(f"{name.split('/')[-1]}-{self._name}")
         if isinstance(train_dataset, IterableDataset):
-            raise NotImplementedError(f"{type(self).__name__} needs a map-style `datasets.Dataset` for training.")
+            raise NotImplementedError(
+                f"{type(self).__name__} needs a map-style `datasets.Dataset` for training, not an IterableDataset: each "
+                "generation round's prompts are served to several micro-steps by index (TRL's RepeatSampler), the "
+                "round size is checked against the dataset's length, and a resumed run skips the batches it already "
+                "trained on by index. Materialise the stream first, e.g. "
+                "`Dataset.from_list(list(streamed.take(num_prompts)))`."
+            )
         _check_datasets(type(self).__name__, train_dataset, eval_dataset)
         set_seed(args.seed)  # PEFT initialises adapters randomly: seed before wrapping
         model, model_id = self._load_model(model, args)
