@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import os
 import warnings
 
@@ -511,3 +512,48 @@ def test_log_completions_table_holds_the_rollouts(tmp_path, tokenizer, capsys):
 
     printed = capsys.readouterr().out
     assert "Step 1" in printed and "length_reward" in printed and "weight" in printed
+
+
+def _is_a(completions, **kwargs):
+    return [1.0 if c == "a" else 0.0 for c in completions]
+
+
+def test_target_reward_on_a_one_token_problem_is_the_reward_under_p_star(tmp_path, tokenizer):
+    """N = 1, one prompt: every state is the fully masked canvas and, at the first step (policy = base, rho = 1),
+    (1/K) sum_k W_k r_k estimates E_{p*}[r] = p_a e^{1/beta} / (p_a e^{1/beta} + 1 - p_a), with p_a the base's
+    probability of "a". `dam/rollout_reward` estimates p_a itself."""
+    from trl_dam.core import token_log_probs
+
+    dataset = Dataset.from_dict({"prompt": ["abc"] * 12})
+    one_token = dict(max_completion_length=1, num_generations=256, per_device_train_batch_size=512, max_steps=1)
+    probe = make_trainer(tmp_path, tokenizer, reward_funcs=_is_a, dataset=dataset, **one_token)
+    x = probe._canvas(probe._tokenize_prompts(["abc"]))
+    with torch.no_grad():
+        logp = token_log_probs(probe._denoiser(probe.model)(x)[0, -1], probe.mask_token_id)
+    p_a = float(logp[tokenizer.convert_tokens_to_ids("a")].exp())
+    beta = 1 / math.log((1 - p_a) / p_a)  # makes E_{p*}[r] = 1/2 exactly
+    expected = p_a * math.exp(1 / beta) / (p_a * math.exp(1 / beta) + 1 - p_a)
+    assert expected == pytest.approx(0.5) and p_a < 0.2
+
+    trainer = make_trainer(tmp_path, tokenizer, reward_funcs=_is_a, dataset=dataset, beta=beta, **one_token)
+    trainer.train()
+    # 512 rollouts: the self-normalised estimate's standard error is about 0.03 here.
+    assert history(trainer, "dam/target_reward")[0] == pytest.approx(expected, abs=0.1)
+    assert history(trainer, "dam/rollout_reward")[0] == pytest.approx(p_a, abs=0.06)
+
+
+def _length_reward(completions, **kwargs):
+    return [len(c) / N for c in completions]
+
+
+@pytest.mark.parametrize(("beta", "warns"), [(100.0, True), (0.05, False)])
+def test_warns_once_when_beta_leaves_p_star_at_the_base(tmp_path, tokenizer, caplog, beta, warns):
+    trainer = make_trainer(tmp_path, tokenizer, reward_funcs=_length_reward, beta=beta)
+    with caplog.at_level("WARNING", logger="trl_dam.trainers.dam_trainer"):
+        trainer.train()
+    messages = [r.getMessage() for r in caplog.records if "is large for this reward" in r.getMessage()]
+    assert len(messages) == (1 if warns else 0)
+    kl = history(trainer, "dam/target_kl_first_round")
+    assert len(kl) == 1 and (kl[0] < 0.01) == warns
+    if warns:
+        assert "temperature on the reward, not GRPO's KL coefficient" in messages[0]

@@ -25,6 +25,7 @@ from trl_dam.core.sampling import (
     sample_low_confidence,
     token_log_probs,
 )
+from trl_dam.core.tilt import target_reward_estimate, tilt_kl, tilt_kl_bound
 
 __all__ = [
     "BufferItem",
@@ -54,6 +55,9 @@ __all__ = [
     "sample_low_confidence",
     "self_normalized_weights",
     "svdd_decode",
+    "target_reward_estimate",
+    "tilt_kl",
+    "tilt_kl_bound",
     "token_log_probs",
     "top_p_filter",
 ]

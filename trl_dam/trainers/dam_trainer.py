@@ -17,11 +17,13 @@ One optimizer step, following the paper's Algorithm 1 (the data path reads top t
 
 from __future__ import annotations
 
+import math
 import textwrap
 import time
 from typing import Any
 
 import torch
+from accelerate.utils import gather
 from datasets import Dataset
 from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
@@ -38,6 +40,9 @@ from trl_dam.core import (
     path_log_ratio,
     remask,
     self_normalized_weights,
+    target_reward_estimate,
+    tilt_kl,
+    tilt_kl_bound,
 )
 
 from .base import DiffusionRLTrainer, RewardFunc, ScoredCompletions
@@ -45,6 +50,10 @@ from .checkpointing import rows_from_tensor, rows_to_tensor
 from .dam_config import DAMConfig
 
 logger = logging.get_logger(__name__)
+
+#: Below this KL(p* || p_base), in nats, the target is called indistinguishable from the base (Pinsker: the total
+#: variation is then below 0.071): `_check_beta_ceiling` warns.
+BETA_CEILING_KL = 0.01
 
 
 class DAMTrainer(DiffusionRLTrainer):
@@ -148,6 +157,7 @@ class DAMTrainer(DiffusionRLTrainer):
             self.args.buffer_capacity, seed=self.args.seed + self.accelerator.process_index
         )
         self._last_generation_step: int | None = None
+        self._beta_checked = False
 
     def _generation_geometry(self) -> tuple[int, int, int]:
         # A round's prompts are served to each of its `inner_steps x gradient_accumulation_steps` micro-steps; only
@@ -180,8 +190,40 @@ class DAMTrainer(DiffusionRLTrainer):
 
     def _generation_round(self, rows: list[dict[str, Any]]) -> None:
         r"""Algorithm 1, lines 2-3: $X_1 \sim p^{\bar u}$ per prompt, scored, appended to the replay buffer."""
-        for item in self._buffer_items(self._generate_and_score(rows)):
+        scored = self._generate_and_score(rows)
+        self._check_beta_ceiling(scored.rewards)
+        for item in self._buffer_items(scored):
             self.replay_buffer.add(item.prompt_ids, item.completion_ids, item.rewards, item.step, item.extra)
+
+    def _check_beta_ceiling(self, rewards: Tensor) -> None:
+        r"""Warn once when `beta` is so large for the reward's spread that $p^*$ barely differs from the base.
+
+        On the first generation round whose rewards vary (before training has moved the model far, so the samples
+        are close to base samples) it computes $\mathrm{KL}(p^* \| p^{\mathrm{base}})$ of the tilt restricted to those
+        samples (`tilt_kl`, the plug-in estimate) and warns below `BETA_CEILING_KL`. The samples answer different
+        prompts, so their spread includes the spread between prompts and the check errs towards silence.
+        """
+        if self._beta_checked:
+            return
+        rewards = gather(rewards.detach().float()).cpu()
+        spread = float(rewards.max() - rewards.min())
+        if spread == 0:
+            return  # nothing to tilt on yet: look again at the next round
+        self._beta_checked = True
+        beta = self.args.beta
+        kl = float(tilt_kl(rewards, beta))
+        self._log_value("dam/target_kl_first_round", kl)
+        if kl >= BETA_CEILING_KL:
+            return
+        std = float(rewards.std())
+        logger.warning(
+            f"beta={beta:g} is large for this reward: the first generation round's {rewards.numel()} rewards spread "
+            f"over {spread:.3g} (std {std:.3g}), so the target p* ~ p_base * exp(r / beta) is within "
+            f"KL {kl:.2g} nats of the base on them (TV <= {math.sqrt(kl / 2):.2g}; at most "
+            f"{tilt_kl_bound(spread, beta):.2g} nats for any rewards in a range that wide). Training towards p* "
+            "cannot raise the reward much. DAM's beta is a temperature on the reward, not GRPO's KL coefficient: a "
+            f"beta near the reward's std ({std:.3g}) tilts p* visibly (KL about 1/2 nat)."
+        )
 
     def _buffer_items(self, scored: ScoredCompletions) -> list[BufferItem]:
         completions = scored.trajectory.final[:, -self.args.max_completion_length :]
@@ -211,8 +253,9 @@ class DAMTrainer(DiffusionRLTrainer):
 
         log_ratio = path_log_ratio(rollouts.logp_reference, rollouts.logp_policy, rollouts.step_mask).view(-1, num)
         log_weights = self._log_weights(log_ratio, rewards.view(-1, num), items)
-        self._log_rollout_metrics(log_ratio, log_weights, rewards, revealed, rollouts.positions, seconds)
         weights = log_weights.exp()
+        self._log_rollout_metrics(log_ratio, log_weights, rewards, revealed, rollouts.positions, seconds)
+        self._log_mean("dam/target_reward", target_reward_estimate(weights, rewards.view(-1, num)))
         if self.args.log_completions:
             states = self._tokenizer.batch_decode(x_t[:, -args.max_completion_length :], skip_special_tokens=False)
             self._commit_completions(
