@@ -222,3 +222,51 @@ def test_grpo_yaml_fields_that_map(tmp_path, model_dir):
     assert training_args.inner_steps == 3
     with pytest.raises(ValueError, match="per_device_prompts_per_generation"):
         parse("--config", str(recipe), "--generation_batch_size", "8")
+
+
+def test_load_in_4bit_with_lora_reaches_from_pretrained(tmp_path, model_dir, monkeypatch):
+    """`--load_in_4bit --use_peft`: TRL's `get_quantization_config` builds the BitsAndBytesConfig, it reaches the
+    model loader with this process's device as `device_map`, and the LoRA weights are kept in bf16 as TRL does for
+    quantized models. The loader is wrapped (bitsandbytes need not be installed): the model it returns is flagged
+    4-bit."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    import trl_dam.trainers.base as base
+
+    calls = []
+
+    def recording_loader(path, **kwargs):
+        calls.append(kwargs)
+        kwargs = {k: v for k, v in kwargs.items() if k not in ("quantization_config", "device_map")}
+        model = load_real(path, **kwargs)
+        model.is_loaded_in_4bit = True
+        return model
+
+    load_real = base.load_diffusion_lm
+    monkeypatch.setattr(base, "load_diffusion_lm", recording_loader)
+    args = parse(
+        "--model_name_or_path",
+        model_dir,
+        "--output_dir",
+        str(tmp_path),
+        "--task",
+        "countdown",
+        "--max_train_samples",
+        "4",
+        "--load_in_4bit",
+        "--bnb_4bit_quant_type",
+        "nf4",
+        "--use_peft",
+        "--lora_target_modules",
+        "q_proj",
+        "v_proj",
+        *TRAINING_FLAGS,
+    )
+    trainer = make_trainer(*args)
+    (kwargs,) = calls
+    config = kwargs["quantization_config"]
+    assert isinstance(config, BitsAndBytesConfig) and config.load_in_4bit and config.bnb_4bit_quant_type == "nf4"
+    assert kwargs["device_map"] == {"": trainer.args.device}
+    lora = {n: p for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert lora and all("lora_" in n and p.dtype == torch.bfloat16 for n, p in lora.items())

@@ -279,6 +279,50 @@ def test_peft_model_passed_in_is_the_reference(tmp_path, tokenizer):
     assert trainer.model.active_adapter == "default"
 
 
+def test_qlora_trains_a_4bit_model(tmp_path, tokenizer):
+    """QLoRA through the API: `quantization_config` loads 4-bit weights, LoRA trains in bf16 (TRL's adapter dtype for
+    quantized models), the quantized base stays fixed and is the reference (adapters disabled)."""
+    bnb = pytest.importorskip(
+        "bitsandbytes",
+        reason="bitsandbytes is not installed (the config plumbing is tested with a mock in test_scripts_dam.py)",
+    )
+    from peft import LoraConfig
+    from transformers import BitsAndBytesConfig
+
+    from trl_dam.models import load_diffusion_lm
+
+    path = tmp_path / "tiny"
+    tiny_model(tokenizer).save_pretrained(path)
+    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.float32)
+    try:
+        quantized = load_diffusion_lm(path, quantization_config=quantization, device_map={"": "cpu"})
+    except Exception as err:  # e.g. a bitsandbytes build without a CPU backend
+        pytest.skip(f"bitsandbytes {bnb.__version__} cannot quantize on this machine: {type(err).__name__}: {err}")
+    args = make_args(tmp_path, max_steps=2)
+    dataset = Dataset.from_dict({"prompt": PROMPTS})
+    peft_config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0)
+    trainer = DAMTrainer(
+        str(path),
+        frac_a,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        quantization_config=quantization,
+    )
+    assert trainer.model.is_loaded_in_4bit
+    assert type(trainer.model.get_base_model().model.transformer.blocks[0].q_proj.base_layer).__name__ == "Linear4bit"
+    lora = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert lora and all(p.dtype == torch.bfloat16 for p in lora.values())
+    trainer.train()
+    assert all(torch.isfinite(torch.tensor(history(trainer, "loss"))))
+    assert any(not torch.equal(p, lora[n]) for n, p in trainer.model.named_parameters() if n in lora)
+    x = trainer._canvas(trainer._tokenize_prompts(PROMPTS[:4]))
+    with torch.no_grad():
+        expected = trainer.adapter.logits(quantized, x, trainer._attention_mask(x))
+        torch.testing.assert_close(trainer._reference_denoiser(trainer.model)(x), expected)
+
+
 def test_frozen_reference_copy_is_not_synced(tmp_path, tokenizer):
     base = tiny_model(tokenizer)
     base_copy = copy.deepcopy(base)

@@ -204,7 +204,6 @@ def load_datasets(script_args, training_args):
 
 def make_trainer(script_args, training_args, model_args):
     """The [`DAMTrainer`] that `main` trains, built from the parsed arguments."""
-    from accelerate import PartialState
     from trl import get_peft_config, get_quantization_config
 
     from trl_dam.rewards import get_reward_funcs
@@ -217,11 +216,6 @@ def make_trainer(script_args, training_args, model_args):
         "attn_implementation": model_args.attn_implementation,
         "dtype": model_args.dtype,
     }
-    quantization_config = get_quantization_config(model_args)
-    if quantization_config is not None:
-        model_init_kwargs.update(
-            quantization_config=quantization_config, device_map={"": PartialState().local_process_index}
-        )
     model_init_kwargs.update(training_args.model_init_kwargs or {})
     training_args.model_init_kwargs = model_init_kwargs
 
@@ -239,6 +233,7 @@ def make_trainer(script_args, training_args, model_args):
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         peft_config=get_peft_config(model_args),
+        quantization_config=get_quantization_config(model_args),  # --load_in_4bit / --load_in_8bit
     )
 
 

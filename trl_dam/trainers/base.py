@@ -125,6 +125,7 @@ class DiffusionRLTrainer(BaseTrainer):
         callbacks: list[TrainerCallback] | None = None,
         optimizers: tuple[torch.optim.Optimizer | None, torch.optim.lr_scheduler.LambdaLR | None] = (None, None),
         peft_config=None,
+        quantization_config=None,
     ):
         if args is None:
             name = model if isinstance(model, str) else get_config_model_id(model.config) or type(model).__name__
@@ -139,7 +140,7 @@ class DiffusionRLTrainer(BaseTrainer):
             )
         _check_datasets(type(self).__name__, train_dataset, eval_dataset)
         set_seed(args.seed)  # PEFT initialises adapters randomly: seed before wrapping
-        model, model_id = self._load_model(model, args)
+        model, model_id = self._load_model(model, args, quantization_config)
         processing_class = self._load_processing_class(processing_class, model, model_id, args)
         self.adapter = resolve_adapter(model, processing_class, args.mask_token_id)
         self.mask_token_id = self.adapter.mask_token_id
@@ -195,12 +196,29 @@ class DiffusionRLTrainer(BaseTrainer):
     # ------------------------------------------------------------------ model, tokenizer, reference
 
     @staticmethod
-    def _load_model(model: str | PreTrainedModel, args: DiffusionRLConfig) -> tuple[PreTrainedModel, str]:
+    def _load_model(
+        model: str | PreTrainedModel, args: DiffusionRLConfig, quantization_config=None
+    ) -> tuple[PreTrainedModel, str]:
+        """The model and its id. A string loads through `load_diffusion_lm` with `model_init_kwargs` and, as in TRL's
+        GRPO, `quantization_config` (k-bit weights, placed on this process's device unless a `device_map` is given).
+        """
         if not isinstance(model, str):
             if args.model_init_kwargs:
                 logger.warning("`model_init_kwargs` is ignored because the model is already instantiated.")
+            if quantization_config is not None:
+                logger.warning("`quantization_config` is ignored because the model is already instantiated.")
             return model, get_config_model_id(model.config)
         kwargs = dict(args.model_init_kwargs or {})
+        if quantization_config is not None:
+            if "quantization_config" in kwargs:
+                raise ValueError(
+                    "`quantization_config` was given both to the trainer and in `args.model_init_kwargs`; set it once."
+                )
+            kwargs["quantization_config"] = quantization_config
+        if kwargs.get("quantization_config") is not None:
+            # k-bit weights cannot move after loading: put them on this process's device (what TRL's
+            # `get_kbit_device_map` did; it is gone from TRL 1.16, whose script passes `{"": local_process_index}`).
+            kwargs.setdefault("device_map", {"": args.device})
         if args.distributed_state.distributed_type in ("MULTI_GPU", "DEEPSPEED"):
             kwargs["device_map"] = None  # "auto" placement fights data parallelism
         return load_diffusion_lm(model, trust_remote_code=args.trust_remote_code, **kwargs), model
@@ -235,19 +253,31 @@ class DiffusionRLTrainer(BaseTrainer):
                 args.activation_checkpointing = False
 
     def _wrap_peft(self, model: nn.Module, peft_config, args: DiffusionRLConfig) -> nn.Module:
+        quantized = getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)
         if peft_config is None:
+            if quantized and not is_peft_model(model):
+                raise ValueError("A quantized model can only be trained through adapters: pass a `peft_config`.")
             if is_peft_model(model) and self._needs_reference(args):
                 _add_reference_adapter(model)
-            return model
-        from peft import PeftConfig, get_peft_model
+        else:
+            from peft import PeftConfig, get_peft_model
 
-        if not isinstance(peft_config, PeftConfig):
-            raise TypeError(f"`peft_config` must be a `peft.PeftConfig`, got {type(peft_config).__name__}.")
-        if is_peft_model(model):
-            raise ValueError("Pass either a PeftModel or a `peft_config`, not both (merge the adapter first).")
-        model = get_peft_model(model, peft_config)
-        if args.gradient_checkpointing:
-            model.enable_input_require_grads()  # frozen embeddings would otherwise cut the checkpointed graph
+            if not isinstance(peft_config, PeftConfig):
+                raise TypeError(f"`peft_config` must be a `peft.PeftConfig`, got {type(peft_config).__name__}.")
+            if is_peft_model(model):
+                raise ValueError("Pass either a PeftModel or a `peft_config`, not both (merge the adapter first).")
+            plugin = args.deepspeed_plugin
+            # As TRL's GRPO: under ZeRO-3, adapters of a non-quantized model keep the base dtype, because ZeRO-3
+            # gathers a module's parameters into one buffer of the first one's dtype (fp32 LoRA next to bf16 weights
+            # fails at the first step).
+            zero3 = plugin is not None and plugin.zero_stage == 3
+            model = get_peft_model(
+                model, peft_config, **({"autocast_adapter_dtype": False} if zero3 and not quantized else {})
+            )
+            if args.gradient_checkpointing:
+                model.enable_input_require_grads()  # frozen embeddings would otherwise cut the checkpointed graph
+        if quantized:
+            _cast_adapters_to_bf16(model)
         return model
 
     def _needs_reference(self, args: DiffusionRLConfig) -> bool:
@@ -806,6 +836,14 @@ def _add_reference_adapter(model) -> None:
     for param_name, param in model.named_parameters():
         if target in param_name:
             param.requires_grad_(False)
+
+
+def _cast_adapters_to_bf16(model: nn.Module) -> None:
+    """QLoRA's adapter dtype, as TRL's GRPO sets it: trainable adapter weights (and the frozen ``"ref"`` copy, so it
+    stays equal to them) in bf16, except DoRA's magnitude vectors, whose small updates bf16 would round away."""
+    for name, param in model.named_parameters():
+        if (param.requires_grad or f".{REFERENCE_ADAPTER}." in name) and "lora_magnitude_vector" not in name:
+            param.data = param.data.to(torch.bfloat16)
 
 
 def _validate_rewards(values, name: str, prompts: list, completions: list) -> list[float]:

@@ -100,6 +100,10 @@ class DAMTrainer(DiffusionRLTrainer):
             network with its adapters disabled (no second copy). A `PeftModel` passed as `model` (e.g. an SFT LoRA)
             is itself the reference: its adapter keeps training and a frozen copy of it, the `"ref"` adapter as in
             TRL, gives the reference log-probs. Without PEFT the reference is a frozen copy.
+        quantization_config ([`~transformers.BitsAndBytesConfig`], *optional*): load `model` (a string) with k-bit
+            weights (QLoRA, with `peft_config`), on this process's device unless `model_init_kwargs` has a
+            `device_map`; as in TRL, the adapter weights are kept in bf16 (fp32 LoRA next to bf16 weights would break
+            ZeRO-3's gathering, see `DiffusionRLTrainer._wrap_peft`).
 
     What to watch: `reward` (fresh samples of each generation round), `dam/ess_fraction` (near 0: one rollout
     dominates each state, raise `beta` or lower the learning rate), `dam/kl_estimate` (distance from the
@@ -140,6 +144,7 @@ class DAMTrainer(DiffusionRLTrainer):
         callbacks: list[TrainerCallback] | None = None,
         optimizers: tuple[torch.optim.Optimizer | None, torch.optim.lr_scheduler.LambdaLR | None] = (None, None),
         peft_config=None,
+        quantization_config=None,
     ):
         super().__init__(
             model,
@@ -152,6 +157,7 @@ class DAMTrainer(DiffusionRLTrainer):
             callbacks=callbacks,
             optimizers=optimizers,
             peft_config=peft_config,
+            quantization_config=quantization_config,
         )
         self.replay_buffer = ReplayBuffer(
             self.args.buffer_capacity, seed=self.args.seed + self.accelerator.process_index

@@ -85,6 +85,8 @@ class DiffuGRPOTrainer(DiffusionRLTrainer):
             network with its adapters disabled. A `PeftModel` passed as `model` with `beta > 0` gets a frozen copy
             of its adapter (TRL's `"ref"` adapter) as the reference. Without PEFT (and with `beta > 0`) it is a frozen
             copy.
+        quantization_config ([`~transformers.BitsAndBytesConfig`], *optional*): k-bit loading with `peft_config`, as
+            for [`DAMTrainer`].
 
     Overrides: `_prepare_inputs` (generation rounds, old and reference log-probs, the per-micro-step slice),
     `compute_loss`, `_generation_geometry`, and the sampler state saved with checkpoints (the current round).
@@ -119,6 +121,7 @@ class DiffuGRPOTrainer(DiffusionRLTrainer):
         callbacks: list[TrainerCallback] | None = None,
         optimizers: tuple[torch.optim.Optimizer | None, torch.optim.lr_scheduler.LambdaLR | None] = (None, None),
         peft_config=None,
+        quantization_config=None,
     ):
         super().__init__(
             model,
@@ -131,6 +134,7 @@ class DiffuGRPOTrainer(DiffusionRLTrainer):
             callbacks=callbacks,
             optimizers=optimizers,
             peft_config=peft_config,
+            quantization_config=quantization_config,
         )
         self._round: list[dict[str, Any]] | None = None  # the current generation round, one entry per micro-batch
         self._round_step: int | None = None  # optimizer step at which the current micro-step count started
