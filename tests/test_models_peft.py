@@ -70,3 +70,21 @@ def test_lora_gradients_reach_only_adapter_weights(tokenizer):
     grads = {name: param.grad for name, param in peft_model.named_parameters()}
     assert all(grads[name] is None for name in grads if name not in trainable)
     assert any(grads[name].abs().sum() > 0 for name in trainable if "lora_A" in name)
+
+
+def test_unwrap_model_strips_parallel_compile_and_peft_wrappers(tokenizer):
+    """`unwrap_model` (accelerate's `extract_model_from_parallel`, then PEFT's base) reaches the transformers model
+    through DataParallel, torch.compile and LoRA wrappers, in any nesting."""
+    from trl_dam.models import unwrap_model
+
+    base = build_tiny_masked_lm(tokenizer, "llada")
+    peft_model = get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj"]))
+    for wrapped in (
+        peft_model,
+        torch.nn.DataParallel(peft_model),
+        torch.compile(peft_model),
+        torch.nn.DataParallel(torch.compile(peft_model)),
+        torch.compile(base),
+    ):
+        assert unwrap_model(wrapped) is base
+    assert unwrap_model(base) is base

@@ -203,20 +203,13 @@ _ADAPTER_CLASSES: dict[str, type[DiffusionLMAdapter]] = {
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
-    """Strip DDP / DeepSpeed / `torch.compile` and PEFT wrappers to reach the underlying transformers model."""
-    seen = 0
-    while seen < 8:
-        seen += 1
-        if hasattr(model, "get_base_model") and callable(model.get_base_model):  # peft.PeftModel
-            model = model.get_base_model()
-        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):  # torch.compile
-            model = model._orig_mod
-        elif type(model).__name__ in ("DistributedDataParallel", "DataParallel", "DeepSpeedEngine") and isinstance(
-            getattr(model, "module", None), nn.Module
-        ):
-            model = model.module
-        else:
-            break
+    """The underlying transformers model: DDP / DeepSpeed / FSDP / `torch.compile` wrappers stripped by accelerate's
+    `extract_model_from_parallel`, then PEFT's (`get_base_model`), then any `torch.compile` inside it."""
+    from accelerate.utils import extract_model_from_parallel
+
+    model = extract_model_from_parallel(model, keep_torch_compile=False)
+    if callable(getattr(model, "get_base_model", None)):  # peft.PeftModel
+        model = extract_model_from_parallel(model.get_base_model(), keep_torch_compile=False)
     return model
 
 
