@@ -88,3 +88,49 @@ def test_unwrap_model_strips_parallel_compile_and_peft_wrappers(tokenizer):
     ):
         assert unwrap_model(wrapped) is base
     assert unwrap_model(base) is base
+
+
+def _hub_cache(cache, repo_id: str, folder) -> None:
+    """Lay out `folder`'s files as the hub cache holds a downloaded snapshot of `repo_id` (read offline)."""
+    import shutil
+
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    shutil.copytree(folder, snapshot)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+
+
+def test_adapter_folder_and_hub_adapter_id_load_base_and_adapter(tokenizer, tmp_path, monkeypatch):
+    """A LoRA run's output (adapter only) loads as its base plus the adapter, from a folder and from a hub id (here
+    read from a hub cache, with `local_files_only`): detected by `PeftConfig` loading and no `config.json`, hub keywords honoured."""
+    import huggingface_hub
+    from peft import PeftModel
+
+    from trl_dam.models import is_adapter_folder
+
+    # PEFT's weight loader honours only the global offline switch, not `local_files_only`.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+    base_path, adapter_path = tmp_path / "base", tmp_path / "adapter"
+    base = build_tiny_masked_lm(tokenizer, "llada")
+    base.save_pretrained(base_path)
+    peft_model = _lora(build_tiny_masked_lm(tokenizer, "llada"), "llada")
+    peft_model.peft_config["default"].base_model_name_or_path = str(base_path)
+    peft_model.save_pretrained(adapter_path)
+    adapter = resolve_adapter(base, tokenizer)
+    with torch.no_grad():
+        expected = adapter.logits(peft_model, X, MASK)
+        assert (expected - adapter.logits(base, X, MASK)).abs().max() > 1e-3
+
+    cache = tmp_path / "cache"
+    _hub_cache(cache, "tester/tiny-lora", adapter_path)
+    offline = {"local_files_only": True}
+    for source, hub_kwargs in ((adapter_path, {}), ("tester/tiny-lora", {"cache_dir": str(cache), **offline})):
+        assert is_adapter_folder(source, **hub_kwargs)
+        loaded = load_diffusion_lm(source, **hub_kwargs)
+        assert isinstance(loaded, PeftModel)
+        with torch.no_grad():
+            torch.testing.assert_close(adapter.logits(loaded, X, MASK), expected)
+    assert not is_adapter_folder("tester/tiny-lora", cache_dir=str(tmp_path / "empty"), **offline)  # not found
+    assert not is_adapter_folder(base_path)  # a full model

@@ -59,11 +59,31 @@ def select_auto_class(config: PretrainedConfig) -> type:
     }[kind]
 
 
-def is_adapter_folder(path: str | os.PathLike) -> bool:
-    """Whether `path` is a local folder holding a PEFT adapter and no full model."""
-    return os.path.isfile(os.path.join(path, "adapter_config.json")) and not os.path.isfile(
-        os.path.join(path, "config.json")
-    )
+def adapter_config(path: str | os.PathLike, **hub_kwargs: Any):
+    """The `peft.PeftConfig` of `path` (a local folder or a hub id) when it holds a PEFT adapter and no full model
+    (no `config.json`), else `None`. `hub_kwargs` (`revision`, `token`, `cache_dir`, ...) locate the files."""
+    from transformers.utils import cached_file
+
+    try:
+        has_model = (
+            cached_file(str(path), "config.json", _raise_exceptions_for_missing_entries=False, **hub_kwargs)
+            is not None
+        )
+    except OSError:  # no such folder or repository: the model loader reports it
+        return None
+    if has_model:
+        return None
+    from peft import PeftConfig
+
+    try:
+        return PeftConfig.from_pretrained(str(path), **hub_kwargs)
+    except (OSError, ValueError):
+        return None
+
+
+def is_adapter_folder(path: str | os.PathLike, **hub_kwargs: Any) -> bool:
+    """Whether `path` (a local folder or a hub id) holds a PEFT adapter and no full model."""
+    return adapter_config(path, **hub_kwargs) is not None
 
 
 def load_diffusion_lm(
@@ -86,7 +106,7 @@ def load_diffusion_lm(
         **kwargs: forwarded to `from_pretrained` (e.g. `revision`, `attn_implementation`, `device_map`); hub-location
             keywords (`revision`, `cache_dir`, `token`, `local_files_only`, ...) are also used to read the config.
 
-    A local folder holding only a PEFT adapter (`adapter_config.json`, no `config.json`, as a LoRA run's
+    A local folder or hub id holding only a PEFT adapter (`adapter_config.json`, no `config.json`, as a LoRA run's
     `save_model` writes it) loads its base (`base_model_name_or_path` of the adapter config, with the same
     arguments) and wraps it in a `PeftModel` with the adapter attached, unmerged (as d1 evaluates its checkpoints).
 
@@ -94,15 +114,23 @@ def load_diffusion_lm(
         The model (a `PeftModel` for an adapter folder), in eval mode as `from_pretrained` leaves it. Remember to `import trl_dam.models` before loading a
         checkpoint of the project's tiny models with plain transformers auto classes: importing registers them.
     """
-    if is_adapter_folder(model_name_or_path):
-        from peft import PeftConfig, PeftModel
-
-        base_path = PeftConfig.from_pretrained(model_name_or_path).base_model_name_or_path
-        base = load_diffusion_lm(
-            base_path, torch_dtype=torch_dtype, trust_remote_code=trust_remote_code, model_class=model_class, **kwargs
-        )
-        return PeftModel.from_pretrained(base, model_name_or_path)
     hub_kwargs = {key: kwargs[key] for key in HUB_KWARGS if key in kwargs}
+    peft_config = adapter_config(model_name_or_path, **hub_kwargs)
+    if peft_config is not None:
+        # `AutoPeftModel` would pick the base class from the adapter's task type / `auto_mapping` and load it without
+        # this function's class choice and remote-code policy, so the base goes through `load_diffusion_lm`; the
+        # adapter's own hub location (`revision`, ...) is not the base's.
+        from peft import PeftModel
+
+        base_kwargs = {key: value for key, value in kwargs.items() if key not in ("revision", "subfolder")}
+        base = load_diffusion_lm(
+            peft_config.base_model_name_or_path,
+            torch_dtype=torch_dtype,
+            trust_remote_code=trust_remote_code,
+            model_class=model_class,
+            **base_kwargs,
+        )
+        return PeftModel.from_pretrained(base, str(model_name_or_path), config=peft_config, **hub_kwargs)
     config_dict, _ = PretrainedConfig.get_config_dict(model_name_or_path, **hub_kwargs)
     model_type = str(config_dict.get("model_type", "") or "")
     needs_remote = _needs_remote_code(config_dict)
