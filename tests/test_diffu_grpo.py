@@ -306,3 +306,23 @@ def test_dataset_smaller_than_a_generation_round_is_refused(tmp_path, tokenizer)
         build_trainer(DiffuGRPOTrainer, args, tokenizer, dataset=Dataset.from_dict({"prompt": PROMPTS[:5]}))
     trainer = build_trainer(DiffuGRPOTrainer, args, tokenizer, dataset=Dataset.from_dict({"prompt": PROMPTS[:6]}))
     assert trainer._generation_geometry()[0] == 6
+
+
+def test_log_completions_table_has_rewards_and_advantages(tmp_path, tokenizer):
+    """`log_completions`: GRPO's table (prompt, completion, rewards, advantage) of the last generation round."""
+    import pandas as pd
+
+    calls = []
+
+    def length_reward(completions, **kwargs):
+        calls.append(list(completions))
+        return [len(c) / N for c in completions]
+
+    trainer = make_trainer(tmp_path, tokenizer, reward_funcs=length_reward, log_completions=True, max_steps=1)
+    trainer.train()
+    table = pd.read_parquet(tmp_path / "out" / "completions" / "completions_00001.parquet")
+    rewards = [len(c) / N for c in calls[-1]]
+    assert table["completion"].tolist() == calls[-1] and table["length_reward"].tolist() == pytest.approx(rewards)
+    expected = group_normalized_advantages(torch.tensor(rewards), 4, scale_rewards=trainer.args.scale_rewards)
+    assert table["advantage"].tolist() == pytest.approx(expected.tolist(), abs=1e-6)
+    assert table["prompt"].tolist() == [p for p in table["prompt"][::4] for _ in range(4)]  # groups of G = 4
