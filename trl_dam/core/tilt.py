@@ -59,7 +59,8 @@ def target_reward_estimate(weights: Tensor, rewards: Tensor) -> Tensor:
     current target would reach from :math:`X_t` (consistent as :math:`K \to \infty`).
 
     Args:
-        weights (`FloatTensor[..., K]`), rewards (`FloatTensor[..., K]`).
+        weights (`FloatTensor[..., K]`): the rollouts' weights :math:`W_k`.
+        rewards (`FloatTensor[..., K]`): their rewards :math:`r_k`.
     Returns:
         `FloatTensor[...]`.
     """
