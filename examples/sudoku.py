@@ -35,10 +35,10 @@ from dataclasses import asdict, dataclass, field
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch
-from transformers import AutoTokenizer
 from trl import ModelConfig, TrlParser, get_peft_config, get_quantization_config
 
 from trl_dam.evaluation import base_for_generation, policy_for_generation
+from trl_dam.models import load_tokenizer
 from trl_dam.rewards.sudoku import sudoku_compact_format_reward, sudoku_format_reward, sudoku_reward
 from trl_dam.scripts.task_example import LLADA_DAM_RECIPE
 from trl_dam.sudoku_demo import (
@@ -237,10 +237,10 @@ def main(script_args: SudokuScriptArguments, training_args: DAMConfig, model_arg
     if tiny:
         model, tokenizer, summary["pretraining"] = build_tiny_base(script_args, training_args)
     else:
-        tokenizer = AutoTokenizer.from_pretrained(
+        tokenizer = load_tokenizer(
             model_args.model_name_or_path,
             revision=model_args.model_revision,
-            trust_remote_code=bool(training_args.trust_remote_code),
+            trust_remote_code=training_args.trust_remote_code,
             padding_side="left",
         )
         model_init_kwargs = {

@@ -24,7 +24,8 @@ from .adapters import (
     resolve_mask_token_id,
     unwrap_model,
 )
-from .loading import is_adapter_folder, load_diffusion_lm, select_auto_class
+from .loading import is_adapter_folder, load_diffusion_lm, load_tokenizer, select_auto_class
+from .remote_compat import REMOTE_CODE_FIXES, RemoteCodeFix, apply_remote_code_fixes
 from .tiny import DEFAULT_CHAT_TEMPLATE, TINY_KINDS, build_char_tokenizer, build_tiny_masked_lm
 from .tiny_dream import TINY_DREAM_MODEL_TYPE, TinyDreamConfig, TinyDreamModel
 from .tiny_llada import TINY_LLADA_MODEL_TYPE, TinyLLaDAConfig, TinyLLaDAModelLM
@@ -45,22 +46,26 @@ __all__ = [
     "LLADA_DEFAULT_MASK_TOKEN_ID",
     "TINY_DREAM_MODEL_TYPE",
     "TINY_KINDS",
+    "REMOTE_CODE_FIXES",
     "TINY_LLADA_MODEL_TYPE",
     "BidirectionalLMAdapter",
     "BoundDenoiser",
     "DiffusionLMAdapter",
     "DreamAdapter",
     "LLaDAAdapter",
+    "RemoteCodeFix",
     "TinyDreamConfig",
     "TinyDreamModel",
     "TinyLLaDAConfig",
     "TinyLLaDAModelLM",
+    "apply_remote_code_fixes",
     "bind_denoiser",
     "build_char_tokenizer",
     "build_tiny_masked_lm",
     "detect_model_kind",
     "is_adapter_folder",
     "load_diffusion_lm",
+    "load_tokenizer",
     "resolve_adapter",
     "resolve_mask_token_id",
     "select_auto_class",

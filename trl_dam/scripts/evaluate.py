@@ -35,7 +35,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch
 from accelerate import PartialState
-from transformers import AutoTokenizer
 from trl import TrlParser
 
 from trl_dam.evaluation import (
@@ -47,7 +46,7 @@ from trl_dam.evaluation import (
     format_length_table,
     load_eval_dataset,
 )
-from trl_dam.models import is_adapter_folder, load_diffusion_lm
+from trl_dam.models import is_adapter_folder, load_diffusion_lm, load_tokenizer
 
 
 @dataclass
@@ -107,9 +106,9 @@ class EvaluateScriptArguments:
     dtype: str = field(
         default="auto", metadata={"help": "Weight dtype: 'auto' (the checkpoint's), 'bfloat16', 'float32', ..."}
     )
-    trust_remote_code: bool | None = field(
-        default=None,
-        metadata={"help": "Remote model code: None allows it for LLaDA/Dream checkpoints only (with a warning)."},
+    trust_remote_code: bool = field(
+        default=False,
+        metadata={"help": "Run the checkpoints' own model and tokenizer code (LLaDA and Dream need it)."},
     )
     output_file: str | None = field(
         default=None, metadata={"help": "JSON file for the scores, the settings and every completion."}
@@ -147,7 +146,7 @@ def load_model_and_tokenizer(path: str, args: EvaluateScriptArguments):
     tokenizer_path = path
     if is_adapter_folder(path) and not os.path.isfile(os.path.join(path, "tokenizer_config.json")):
         tokenizer_path = model.peft_config["default"].base_model_name_or_path
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path, trust_remote_code=bool(args.trust_remote_code))
+    tokenizer = load_tokenizer(tokenizer_path, trust_remote_code=args.trust_remote_code)
     return model, tokenizer
 
 

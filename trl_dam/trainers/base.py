@@ -36,7 +36,6 @@ from datasets import Dataset, IterableDataset
 from torch import Tensor, nn
 from transformers import (
     AutoModelForSequenceClassification,
-    AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     ProcessorMixin,
@@ -61,7 +60,7 @@ from trl.trainer.utils import (
 )
 
 from trl_dam.core import Trajectory, sample_ctmc, sample_low_confidence
-from trl_dam.models import load_diffusion_lm, resolve_adapter, unwrap_model
+from trl_dam.models import load_diffusion_lm, load_tokenizer, resolve_adapter, unwrap_model
 
 from ._compat import BaseTrainer
 from .base_config import DiffusionRLConfig
@@ -221,12 +220,14 @@ class DiffusionRLTrainer(BaseTrainer):
             kwargs.setdefault("device_map", {"": args.device})
         if args.distributed_state.distributed_type in ("MULTI_GPU", "DEEPSPEED"):
             kwargs["device_map"] = None  # "auto" placement fights data parallelism
-        return load_diffusion_lm(model, trust_remote_code=args.trust_remote_code, **kwargs), model
+        kwargs["trust_remote_code"] = _trusts_remote_code(args)
+        return load_diffusion_lm(model, **kwargs), model
 
     def _load_processing_class(self, processing_class, model: nn.Module, model_id: str, args: DiffusionRLConfig):
         if processing_class is None:
-            processing_class = AutoTokenizer.from_pretrained(
-                model_id, padding_side="left", trust_remote_code=bool(args.trust_remote_code)
+            revision = (args.model_init_kwargs or {}).get("revision")
+            processing_class = load_tokenizer(
+                model_id, trust_remote_code=_trusts_remote_code(args), revision=revision, padding_side="left"
             )
         tokenizer = processing_class.tokenizer if isinstance(processing_class, ProcessorMixin) else processing_class
         if not isinstance(tokenizer, PreTrainedTokenizerBase):
@@ -510,7 +511,7 @@ class DiffusionRLTrainer(BaseTrainer):
         for i, func in enumerate(funcs):
             if isinstance(func, str):
                 funcs[i] = AutoModelForSequenceClassification.from_pretrained(
-                    func, num_labels=1, trust_remote_code=bool(args.trust_remote_code)
+                    func, num_labels=1, trust_remote_code=args.trust_remote_code is True
                 )
         self.reward_funcs = funcs
         self._reward_loop = RewardLoop(timeout=args.reward_timeout)
@@ -538,7 +539,9 @@ class DiffusionRLTrainer(BaseTrainer):
             if isinstance(func, PreTrainedModel):
                 # A reward model built in code arrives in training mode; scoring must not use dropout.
                 func.eval().requires_grad_(False)
-                proc = proc or AutoTokenizer.from_pretrained(get_config_model_id(func.config))
+                proc = proc or load_tokenizer(
+                    get_config_model_id(func.config), trust_remote_code=args.trust_remote_code
+                )
                 if proc.pad_token_id is None:
                     proc.pad_token = proc.eos_token
                 func.config.pad_token_id = proc.pad_token_id  # the model scores the last non-pad token
@@ -967,3 +970,9 @@ def _cat_trajectories(pieces: list[Trajectory]) -> Trajectory:
         logp_policy=cat("logp_policy", 0.0),
         logp_reference=cat("logp_reference", 0.0),
     )
+
+
+def _trusts_remote_code(args: DiffusionRLConfig) -> bool:
+    """One decision for the policy, its reference and its tokenizer: `model_init_kwargs["trust_remote_code"]` when
+    given (as TRL lets it override), else `args.trust_remote_code`; only `True` trusts."""
+    return (args.model_init_kwargs or {}).get("trust_remote_code", args.trust_remote_code) is True

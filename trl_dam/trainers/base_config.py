@@ -23,9 +23,10 @@ class DiffusionRLConfig(BaseConfig):
         model_init_kwargs (`str` or `dict[str, Any]`, *optional*):
             Keyword arguments for [`~trl_dam.models.load_diffusion_lm`], used when the trainer's `model` argument is a
             string.
-        trust_remote_code (`bool`, *optional*):
-            Allow models and tokenizers that ship their own code. `None` trusts it only for checkpoints that declare
-            a LLaDA or Dream `model_type` (with a warning), as [`~trl_dam.models.load_diffusion_lm`] does.
+        trust_remote_code (`bool`, *optional*, defaults to `False`):
+            Run the Python code that a checkpoint ships (`auto_map` in its config), as the official LLaDA and Dream
+            checkpoints need, for the model and its tokenizer alike (and reward models named by id). Off unless
+            `True`, as in TRL; `model_init_kwargs={"trust_remote_code": ...}` overrides it for model and tokenizer.
         mask_token_id (`int`, *optional*):
             Mask token id. Inferred from the model config, then the tokenizer (then LLaDA's default for LLaDA).
         disable_dropout (`bool`, *optional*, defaults to `True`):
@@ -106,9 +107,11 @@ class DiffusionRLConfig(BaseConfig):
         default=None,
         metadata={"help": "Keyword arguments for `load_diffusion_lm` when `model` is a string."},
     )
-    trust_remote_code: bool | None = field(
-        default=None,
-        metadata={"help": "Allow custom model code. None: only for LLaDA/Dream checkpoints (with a warning)."},
+    trust_remote_code: bool = field(
+        default=False,
+        metadata={
+            "help": "Run the checkpoint's own model/tokenizer code (LLaDA and Dream need it). Off unless set to True."
+        },
     )
     mask_token_id: int | None = field(
         default=None,
