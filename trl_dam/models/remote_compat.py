@@ -15,9 +15,13 @@ from __future__ import annotations
 
 import functools
 import inspect
+import io
 import sys
+import textwrap
+import tokenize
 from collections.abc import Callable
 from dataclasses import dataclass
+from token import NAME
 
 import torch
 from transformers.utils import logging
@@ -55,20 +59,29 @@ def _own_function(cls: type, name: str):
     return None
 
 
+def _names_in_code(function) -> set[str] | None:
+    """The identifiers `function`'s source uses (comments and strings excluded); None when the source is unknown."""
+    try:
+        source = textwrap.dedent(inspect.getsource(function))
+        return {tok.string for tok in tokenize.generate_tokens(io.StringIO(source).readline) if tok.type == NAME}
+    except (OSError, TypeError, tokenize.TokenError, IndentationError):
+        return None
+
+
 def _init_calls_post_init(cls: type) -> bool:
-    """Whether some `__init__` in the remote part of `cls`'s MRO calls `self.post_init()` (read from its source)."""
+    """Whether constructing `cls` reaches `self.post_init()`, read from the code of the `__init__`s that run: the
+    first one in the MRO, then the next as long as each hands over with `super().__init__`."""
     for klass in cls.__mro__:
         if klass.__module__.startswith(("transformers.", "torch.")) or klass is object:
             return False
         init = vars(klass).get("__init__")
         if init is None:
             continue
-        try:
-            source = inspect.getsource(init)
-        except (OSError, TypeError):
-            return True  # cannot tell: leave the class alone
-        if "post_init(" in source:
-            return True
+        names = _names_in_code(init)
+        if names is None or "post_init" in names:
+            return True  # calls it, or cannot tell: leave the class alone
+        if "super" not in names:
+            return False
     return False
 
 
