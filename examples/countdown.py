@@ -8,7 +8,9 @@ The paper's setup (App. C.2): LoRA r 128 / alpha 64, K = 12 rollouts per trainin
 the held-out set is 256 generated problems never in training, as d1's 256-problem test file. On 8 GPUs:
 
     accelerate launch --config_file examples/accelerate_configs/deepspeed_zero2.yaml examples/countdown.py \\
-        --output_dir outputs/llada-countdown-dam
+        --trust_remote_code --output_dir outputs/llada-countdown-dam
+
+`--trust_remote_code` lets the LLaDA checkpoint's own modeling code run (it is off unless passed).
 
 After training it evaluates the base (adapters disabled) and the fine-tuned model with d1's protocol at 128, 256 and
 512 tokens and prints the paper-shaped table (`output_dir/eval_results.json`). Any `DAMConfig`, `ModelConfig`,

@@ -7,7 +7,9 @@ most 4.0). It trains on `openai/gsm8k` (train, 7473 problems) and evaluates on i
 protocol at 128, 256 and 512 tokens, base (adapters disabled) beside fine-tuned. On 8 GPUs:
 
     accelerate launch --config_file examples/accelerate_configs/deepspeed_zero2.yaml examples/gsm8k.py \\
-        --output_dir outputs/llada-gsm8k-dam
+        --trust_remote_code --output_dir outputs/llada-gsm8k-dam
+
+`--trust_remote_code` lets the LLaDA checkpoint's own modeling code run (it is off unless passed).
 
 `--dataset_name` takes a local copy of the hub dataset (a folder with its README and files) instead of the hub id.
 Any `DAMConfig`, `ModelConfig`, `DAMScriptArguments` or `TaskEvaluationArguments` field is a flag (or a key of a

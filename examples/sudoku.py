@@ -17,7 +17,7 @@ Embedded demo (no arguments, CPU, no downloads, about 10 minutes on 2 cores):
 GPU path (LLaDA-8B-Instruct, LoRA, bf16, d1's prompt and evaluation protocol; needs the hub):
 
     accelerate launch --config_file examples/accelerate_configs/deepspeed_zero2.yaml examples/sudoku.py \\
-        --model_name_or_path GSAI-ML/LLaDA-8B-Instruct --use_peft --output_dir outputs/llada-sudoku-dam
+        --model_name_or_path GSAI-ML/LLaDA-8B-Instruct --trust_remote_code --use_peft --output_dir outputs/llada-sudoku-dam
 
 Any `DAMConfig`, `trl.ModelConfig` or `SudokuScriptArguments` field can be set on the command line or in a YAML file
 (`--config`). Defaults depend on the path: the tiny demo's when `--model_name_or_path` is not given, the paper's

@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 from huggingface_hub import ModelCard
+from legacy_remote_code import legacy_remote_code_fixture, write_legacy_checkpoint  # noqa: F401
 
 from trl_dam.models import build_char_tokenizer, build_tiny_masked_lm
 from trl_dam.rewards import strict_format_reward, sudoku_format_reward, sudoku_reward, xml_count_reward
@@ -270,3 +271,29 @@ def test_load_in_4bit_with_lora_reaches_from_pretrained(tmp_path, model_dir, mon
     assert kwargs["device_map"] == {"": trainer.args.device}
     lora = {n: p for n, p in trainer.model.named_parameters() if p.requires_grad}
     assert lora and all("lora_" in n and p.dtype == torch.bfloat16 for n, p in lora.items())
+
+
+def test_command_lines_run_remote_code_only_with_the_flag(tmp_path, legacy_remote_code):
+    """`trl-dam` and `trl-dam-evaluate` refuse a checkpoint that ships its code unless `--trust_remote_code` is given;
+    with it the model and its (auto_map-declared) tokenizer load."""
+    from trl import TrlParser
+
+    from trl_dam.scripts.evaluate import EvaluateScriptArguments, load_model_and_tokenizer
+
+    folder = tmp_path / "dream"
+    write_legacy_checkpoint(folder, "dream", build_char_tokenizer("abcdefgh "))
+    common = ["--model_name_or_path", str(folder), "--output_dir", str(tmp_path / "out"), "--task", "sudoku"]
+    with pytest.raises(ValueError, match="pass trust_remote_code=True .*--trust_remote_code"):
+        make_trainer(*parse(*common, "--max_train_samples", "8", *TRAINING_FLAGS))
+    trainer = make_trainer(*parse(*common, "--max_train_samples", "8", "--trust_remote_code", *TRAINING_FLAGS))
+    assert type(trainer.processing_class).__name__ == "DreamTokenizer"
+
+    def evaluate_args(*flags):
+        return TrlParser((EvaluateScriptArguments,)).parse_args_and_config(
+            ["--model_name_or_path", str(folder), *flags]
+        )[0]
+
+    with pytest.raises(ValueError, match="pass trust_remote_code=True"):
+        load_model_and_tokenizer(str(folder), evaluate_args())
+    model, tokenizer = load_model_and_tokenizer(str(folder), evaluate_args("--trust_remote_code"))
+    assert (type(model).__name__, type(tokenizer).__name__) == ("DreamModel", "DreamTokenizer")

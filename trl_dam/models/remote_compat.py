@@ -221,7 +221,7 @@ USE_CACHE = RemoteCodeFix(
     apply=_default_use_cache,
     description=(
         "LLaDA's `forward` and `prepare_inputs_for_generation` read `self.config.use_cache`; transformers 5's "
-        "`PreTrainedConfig` no longer sets `use_cache` for every config, so LLaDA's config ends up without it "
+        "`PreTrainedConfig.__init__` drops the `use_cache` it is given, so LLaDA's config ends up without it "
         "(AttributeError at the first forward). The fix sets it (False unless given) after the config's `__init__`."
     ),
 )

@@ -8,7 +8,8 @@ Examples:
 ```bash
 # 4x4 Sudoku (puzzles generated offline, d1's rewards) with LoRA on 8 GPUs under DeepSpeed ZeRO-2
 accelerate launch --config_file examples/accelerate_configs/deepspeed_zero2.yaml -m trl_dam.scripts.dam \\
-    --model_name_or_path GSAI-ML/LLaDA-8B-Instruct --dtype bfloat16 --task sudoku --output_dir llada-sudoku-dam \\
+    --model_name_or_path GSAI-ML/LLaDA-8B-Instruct --trust_remote_code --dtype bfloat16 --task sudoku \\
+    --output_dir llada-sudoku-dam \\
     --use_peft --lora_target_modules q_proj k_proj v_proj attn_out ff_proj up_proj \\
     --beta 0.05 --num_generations 8 --per_device_train_batch_size 8 --max_completion_length 256
 

@@ -8,7 +8,7 @@ a LoRA adapter folder (loaded on its base, unmerged, as d1 does):
 
 ```bash
 accelerate launch -m trl_dam.scripts.evaluate \\
-    --model_name_or_path GSAI-ML/LLaDA-8B-Instruct outputs/sudoku-dam \\
+    --model_name_or_path GSAI-ML/LLaDA-8B-Instruct outputs/sudoku-dam --trust_remote_code \\
     --model_labels LLaDA-8B-Instruct "+ DAM" --tasks sudoku countdown gsm8k math500 --dtype bfloat16
 
 # the tiny model of the embedded Sudoku demo (after `python examples/sudoku.py`), in its compact format and at

@@ -76,7 +76,9 @@ class DAMTrainer(DiffusionRLTrainer):
     ...     return [-abs(20 - len(completion)) for completion in completions]
 
     >>> dataset = Dataset.from_dict({"prompt": ["The sky is", "The sea is"]})
-    >>> args = DAMConfig(output_dir="llada-dam", beta=0.1, num_generations=8, max_completion_length=64)
+    >>> args = DAMConfig(
+    ...     output_dir="llada-dam", beta=0.1, num_generations=8, max_completion_length=64, trust_remote_code=True
+    ... )
     >>> trainer = DAMTrainer(model="GSAI-ML/LLaDA-8B-Instruct", reward_funcs=reward_len, args=args, train_dataset=dataset)
     >>> trainer.train()
     ```

@@ -59,7 +59,10 @@ class DiffuGRPOTrainer(DiffusionRLTrainer):
     ...     return [-abs(20 - len(completion)) for completion in completions]
 
     >>> dataset = Dataset.from_dict({"prompt": ["The sky is", "The sea is"]})
-    >>> args = DiffuGRPOConfig(output_dir="llada-d1", num_generations=6, per_device_train_batch_size=6, num_iterations=8)
+    >>> args = DiffuGRPOConfig(
+    ...     output_dir="llada-d1", num_generations=6, per_device_train_batch_size=6, num_iterations=8,
+    ...     trust_remote_code=True,
+    ... )
     >>> trainer = DiffuGRPOTrainer(
     ...     model="GSAI-ML/LLaDA-8B-Instruct", reward_funcs=reward_len, args=args, train_dataset=dataset
     ... )
