@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from datasets import Dataset
 from legacy_remote_code import CONFIG as REMOTE_CONFIG
 from legacy_remote_code import LEGACY_FILES, legacy_remote_code_fixture, write_legacy_checkpoint  # noqa: F401
 from model_helpers import MASK, X
@@ -240,7 +241,12 @@ def test_remote_code_does_not_run_without_the_flag(tokenizer, tmp_path, legacy_r
     args = DAMConfig(output_dir=str(tmp_path / "out"), use_cpu=True, report_to="none")
     assert args.trust_remote_code is False
     with pytest.raises(ValueError, match=expected):
-        DAMTrainer(str(folder), lambda completions, **kw: [0.0] * len(completions), args=args)
+        DAMTrainer(
+            str(folder),
+            lambda completions, **kw: [0.0] * len(completions),
+            args=args,
+            train_dataset=Dataset.from_dict({"prompt": ["ab"] * 16}),
+        )
     assert not marker.exists()
 
     load_diffusion_lm(folder, trust_remote_code=True)
