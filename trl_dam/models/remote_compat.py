@@ -52,7 +52,7 @@ class RemoteCodeFix:
 
 
 def _own_function(cls: type, name: str):
-    """`cls.name` if defined by `cls` or a remote-code base (not by transformers' own classes), else None."""
+    """The `name` attribute `cls` resolves to, unless it comes from a transformers or torch class (then None)."""
     for klass in cls.__mro__:
         if name in vars(klass):
             return None if klass.__module__.startswith(("transformers.", "torch.")) else vars(klass)[name]
