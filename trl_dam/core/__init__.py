@@ -20,9 +20,11 @@ from trl_dam.core.sampling import (
     gather_jump_log_probs,
     jump_log_probs,
     low_confidence_decode,
+    masked_scores,
     random_unmasking_order,
     sample_ctmc,
     sample_low_confidence,
+    selected_token_log_probs,
     token_log_probs,
 )
 
@@ -44,6 +46,7 @@ __all__ = [
     "importance_weighted_log_adjoint",
     "jump_log_probs",
     "low_confidence_decode",
+    "masked_scores",
     "mean_field_token_log_probs",
     "path_log_ratio",
     "posterior_mean_fill",
@@ -52,6 +55,7 @@ __all__ = [
     "remask",
     "sample_ctmc",
     "sample_low_confidence",
+    "selected_token_log_probs",
     "self_normalized_weights",
     "svdd_decode",
     "token_log_probs",
