@@ -14,8 +14,8 @@ their first end-of-sequence token, as the trainers cut them before scoring.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -94,19 +94,6 @@ def completion_texts(tokenizer, completion_ids: Tensor, eos_ids: Sequence[int]) 
 # ---------------------------------------------------------------------------------------------- decoding
 
 
-def _denoiser(model, adapter, pad_id: int, disable_adapter: bool) -> Callable[[Tensor], Tensor]:
-    """``x -> logits`` with the left padding of ``x`` masked out (the trainer's convention)."""
-
-    def logits_fn(x: Tensor) -> Tensor:
-        real = (x != pad_id).cumsum(1) > 0
-        attention_mask = None if bool(real.all()) else real.long()
-        context = model.disable_adapter() if disable_adapter else nullcontext()
-        with context:
-            return adapter.logits(model, x, attention_mask)
-
-    return logits_fn
-
-
 @torch.no_grad()
 def decode_completions(
     model,
@@ -158,7 +145,7 @@ def decode_completions(
         with accelerator.split_between_processes(prompt_ids) as shard:
             prompt_ids = list(shard)
     device = next(model.parameters()).device
-    logits_fn = _denoiser(model, adapter, pad_id, disable_adapter)
+    logits_fn = adapter.bind_left_padded(model, pad_id, disable_adapter)
     block = min(block_length or budget, budget)
     calls = steps or max(1, budget // 2)
     eos_ids = eos_token_ids(tokenizer, model)
