@@ -6,6 +6,12 @@ classes, so `AutoModel.from_pretrained(folder)` (and [`load_diffusion_lm`]) can 
 
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
+from .activation_checkpointing import (
+    activation_checkpointing_paused,
+    enable_own_activation_checkpointing,
+    own_checkpointing_backbone,
+    switch_off_activation_checkpointing,
+)
 from .adapters import (
     ADAPTER_KINDS,
     KIND_BIDIRECTIONAL_LM,
@@ -25,12 +31,6 @@ from .adapters import (
     resolve_adapter,
     resolve_mask_token_id,
     unwrap_model,
-)
-from .checkpointing import (
-    activation_checkpointing_paused,
-    enable_own_activation_checkpointing,
-    own_checkpointing_backbone,
-    switch_off_activation_checkpointing,
 )
 from .loading import is_adapter_folder, load_diffusion_lm, select_auto_class
 from .tiny import DEFAULT_CHAT_TEMPLATE, TINY_KINDS, build_char_tokenizer, build_tiny_masked_lm

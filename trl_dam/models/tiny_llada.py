@@ -31,7 +31,7 @@ from transformers import PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from ._layers import TinyRMSNorm, apply_rotary, bidirectional_attention, key_padding_mask, rotary_cos_sin
-from .checkpointing import OWN_STRATEGIES
+from .activation_checkpointing import OWN_STRATEGIES
 
 TINY_LLADA_MODEL_TYPE = "tiny_llada"
 
