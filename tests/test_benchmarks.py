@@ -100,3 +100,43 @@ def test_synthetic_replot_keeps_the_legend_off_the_curves(tmp_path):
     report.write_text(json.dumps({"model": "tabular", "size": 7, "seed": 0, "runs": runs}))
     synthetic.main(["--replot", str(report), "--figure", str(tmp_path / "kl.png")])
     assert (tmp_path / "kl_densities.png").stat().st_size > 1000
+
+
+def test_gpu_step_quick(tmp_path):
+    """The GPU step benchmark's code path at tiny size on CPU: real timings whose parts add up to the step, and
+    denoiser calls equal to what the config and the sampled paths give."""
+    out = tmp_path / "step.json"
+    printed = run_benchmark("gpu_step", "--json", str(out))
+    report = json.loads(out.read_text())
+    assert report["gradient_checkpointing"] and report["device"] == "cpu"
+    recipe = report["recipe"]
+    n = recipe["max_completion_length"]
+    canvas_calls = recipe["diffusion_steps"]  # two tokens per call: N / 2 calls fill a masked canvas (both samplers)
+    assert n // canvas_calls == 2
+    by_method = {run["method"]: run for run in report["runs"]}
+    assert set(by_method) == {"dam", "diffu_grpo"}
+    for method, run in by_method.items():
+        assert run["peak_memory_bytes"] > 0 and run["trainable_parameters"] > 0
+        assert run["rollout_tokens_per_second"] > 0
+        for step in run["steps"]:
+            parts = [step[name] for name in ("generation_round", "rewards", "loss_forward", "loss_backward")]
+            assert step["total"] > 0 and all(t > 0 for t in parts), (method, step)
+            assert step["optimizer"] > 0
+            named = sum(v for key, v in step.items() if key not in ("total", "other") and isinstance(v, float))
+            assert 0.4 * step["total"] <= named <= step["total"] * (1 + 1e-6), (method, step)
+            calls = step["denoiser_calls_by_part"]
+            assert step["denoiser_calls"] == step["expected_denoiser_calls"] == sum(calls.values())
+            # One fully masked canvas per generation round (k rows fit one sampler call), one loss forward.
+            assert calls["generation_round"] == canvas_calls and calls["loss_forward"] == 1
+            if method == "dam":
+                # The K rollouts from a re-masked state: a policy and a reference call per step, <= N / 2 steps.
+                assert calls["rollouts_policy"] == calls["rollouts_reference"] <= canvas_calls
+                assert step["rollouts_policy"] > 0 and step["rollouts_reference"] > 0
+            else:
+                # diffu-GRPO (beta > 0, one iteration): one reference mean-field forward, no old log-probs.
+                assert calls == {"generation_round": canvas_calls, "rollouts_reference": 1, "loss_forward": 1}
+        assert run["config_denoiser_calls"]["generation_round"] == canvas_calls
+        line = next(line for line in printed.splitlines() if line.startswith("denoiser calls / step"))
+        assert f"{run['mean']['denoiser_calls']:.1f}" in line
+    # K rollout rows fit one sampler call (sampling_batch_size = K): at most N / 2 policy and reference calls each.
+    assert by_method["dam"]["config_denoiser_calls"]["rollouts_at_most"] == 2 * canvas_calls

@@ -84,3 +84,29 @@ def test_mean_field_token_log_probs(toy):
     dropped = (seen[-1][:, :8] == mask_id).double().mean()
     assert abs(float(dropped) - 0.3) < 5 * math.sqrt(0.3 * 0.7 / 32000)
     assert (seen[-1][:, 8:] == mask_id).all()
+
+
+def test_mean_field_log_probs_read_only_the_completion_columns_in_float32():
+    """Equal to the full-sequence log-softmax (values and gradients) while the largest float32 vocabulary-wide tensor
+    is ``[batch, completion, vocab]`` (never ``[batch, length, vocab]``)."""
+    from memory_probe import Float32VocabProbe, bf16_denoiser
+
+    vocab, mask_id, prompt, completion = 97, 96, 40, 24
+    logits_fn = bf16_denoiser(vocab, prompt + completion, requires_grad=True)
+    sequences = torch.randint(0, 90, (3, prompt + completion), generator=torch.Generator().manual_seed(1))
+    mask = torch.zeros_like(sequences, dtype=torch.bool)
+    mask[:, prompt:] = True
+    mask[2, -4:] = False  # a completion that ended early: its tail does not count
+    with Float32VocabProbe(vocab) as probe:
+        logp = mean_field_token_log_probs(logits_fn, sequences, mask, mask_id, 0.3, torch.Generator().manual_seed(0))
+        (grad,) = torch.autograd.grad(logp.sum(), logits_fn.table)
+    assert 0 < probe.largest_bytes <= 3 * completion * vocab * 4
+
+    masked = sequences.clone()
+    noise = torch.rand(sequences.shape, generator=torch.Generator().manual_seed(0))
+    masked[mask | ((~mask) & (noise < 0.3))] = mask_id
+    full = token_log_probs(logits_fn(masked).float(), mask_id).gather(-1, sequences.unsqueeze(-1)).squeeze(-1) * mask
+    torch.testing.assert_close(logp, full)
+    assert logp[:, :prompt].abs().max() == 0 and logp[2, -4:].abs().max() == 0
+    (expected_grad,) = torch.autograd.grad(full.sum(), logits_fn.table)
+    torch.testing.assert_close(grad, expected_grad)

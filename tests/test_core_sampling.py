@@ -13,6 +13,8 @@ from trl_dam.core import (
     path_log_ratio,
     random_unmasking_order,
     sample_ctmc,
+    sample_low_confidence,
+    selected_token_log_probs,
     token_log_probs,
 )
 from trl_dam.core.sampling import _inverse_cdf
@@ -268,3 +270,94 @@ def test_low_confidence_decode_rejects_bad_shapes():
         low_confidence_decode(fn, x, 9, steps=3, block_length=2)
     with pytest.raises(ValueError):
         low_confidence_decode(fn, x, 9, steps=2, block_length=2, remasking="nope")
+
+
+# ---------------------------------------------------------------------------------------------- memory at 8B scale
+
+
+def _reference_low_confidence_decode(logits_fn, x, mask_id, steps, block_length, completion_start):
+    """The straightforward greedy schedule: full-sequence float32 softmax, top-k per row and call."""
+    state = x.clone()
+    num_blocks = (x.shape[1] - completion_start) // block_length
+    per_block = steps // num_blocks
+    for block in range(num_blocks):
+        lo, hi = completion_start + block * block_length, completion_start + (block + 1) * block_length
+        masked_count = (state[:, lo:hi] == mask_id).sum(1)
+        quota = [[int(n) // per_block + (c < int(n) % per_block) for c in range(per_block)] for n in masked_count]
+        for call in range(per_block):
+            logits = logits_fn(state).float()
+            logits[..., mask_id] = float("-inf")
+            candidate = logits.argmax(-1)
+            confidence = torch.softmax(logits, -1).gather(-1, candidate.unsqueeze(-1)).squeeze(-1)
+            in_block = torch.zeros_like(state, dtype=torch.bool)
+            in_block[:, lo:hi] = True
+            confidence = confidence.masked_fill(~((state == mask_id) & in_block), float("-inf"))
+            for b in range(state.shape[0]):
+                if quota[b][call]:
+                    chosen = torch.topk(confidence[b], quota[b][call]).indices
+                    state[b, chosen] = candidate[b, chosen]
+    return state
+
+
+def test_low_confidence_decode_equals_reference_and_never_builds_full_float32_logits():
+    from memory_probe import Float32VocabProbe, bf16_denoiser
+
+    vocab, mask_id, prompt, completion, block = 97, 96, 24, 32, 8
+    logits_fn = bf16_denoiser(vocab, prompt + completion)
+    x = torch.randint(0, 90, (3, prompt + completion), generator=torch.Generator().manual_seed(0))
+    x[:, prompt:] = mask_id
+    x[1, prompt + 3] = 5  # a row with a pre-filled completion token gets a smaller quota in its block
+    with Float32VocabProbe(vocab) as probe:
+        out = low_confidence_decode(logits_fn, x, mask_id, steps=16, block_length=block)
+    expected = _reference_low_confidence_decode(logits_fn, x, mask_id, 16, block, prompt)
+    assert torch.equal(out, expected)
+    assert not (out == mask_id).any()
+    # The largest float32 vocabulary-wide tensor is one block's scores (full length would be 7x as large).
+    assert 0 < probe.largest_bytes <= 3 * block * vocab * 4
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_sample_low_confidence_float32_memory_is_one_block(temperature):
+    from memory_probe import Float32VocabProbe, bf16_denoiser
+
+    vocab, mask_id, prompt, completion, block = 97, 96, 24, 32, 8
+    policy, reference = bf16_denoiser(vocab, prompt + completion), bf16_denoiser(vocab, prompt + completion, seed=1)
+    x = torch.full((3, prompt + completion), mask_id)
+    x[:, :prompt] = 7
+    with Float32VocabProbe(vocab) as probe:
+        traj = sample_low_confidence(
+            policy,
+            x,
+            mask_id,
+            steps=16,
+            block_length=block,
+            temperature=temperature,
+            reference_logits_fn=reference,
+            generator=torch.Generator().manual_seed(0),
+        )
+    assert 0 < probe.largest_bytes <= 3 * block * vocab * 4
+    # The recorded log-probs are the full-softmax ones (float32 of the bf16 logits).
+    state = traj.state_before_step(5)
+    rows = torch.arange(3).unsqueeze(1)
+    pos, tok = traj.positions[:, 5], traj.tokens[:, 5]
+    full = token_log_probs(policy(state).float(), mask_id, temperature)[rows, pos.clamp(min=0)]
+    expected = (full.gather(-1, tok.clamp(min=0).unsqueeze(-1)).squeeze(-1) * (pos >= 0)).sum(1)
+    torch.testing.assert_close(traj.logp_policy[:, 5], expected)
+
+
+def test_selected_token_log_probs_equals_full_log_softmax_and_its_gradient():
+    logits = torch.randn(2, 5, 11, dtype=torch.float64).requires_grad_(True)
+    tokens = torch.randint(0, 10, (2, 5))
+    for temperature in (1.0, 0.6):
+        full = (
+            torch.log_softmax((logits / temperature).masked_fill(torch.arange(11) == 10, float("-inf")).float(), -1)
+            .gather(-1, tokens.unsqueeze(-1))
+            .squeeze(-1)
+        )
+        picked = selected_token_log_probs(logits, tokens, mask_token_id=10, temperature=temperature)
+        assert picked.dtype == torch.float32
+        torch.testing.assert_close(picked, full)
+        (g_full,) = torch.autograd.grad(full.sum(), logits)
+        (g_picked,) = torch.autograd.grad(picked.sum(), logits)
+        torch.testing.assert_close(g_picked, g_full, atol=1e-6, rtol=1e-5)  # float32 maths, float64 leaves
+        assert g_picked[..., 10].abs().max() == 0  # the mask id is outside the support

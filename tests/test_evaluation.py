@@ -396,3 +396,34 @@ def test_console_script_exits_zero_and_prints_the_table(sudoku_checkpoints):
         load_diffusion_lm(folder / "base"), build_sudoku_tokenizer(), "sudoku", rows, [16]
     )
     assert score == pytest.approx(100 * direct[16].main_score, abs=0.05)
+
+
+# ---------------------------------------------------------------------------------------------- batch size
+
+
+def test_decode_batch_size_fits_llada_8b_on_one_80gb_gpu():
+    """LLaDA-8B's dimensions (built on the meta device: no memory): the default batch fits 80 GB by the documented
+    rule, where the former fixed 256 needed ~59 GB for one float32 copy of the logits alone."""
+    from trl_dam.evaluation import MAX_DECODE_BATCH_SIZE, decode_batch_size
+    from trl_dam.models import TinyLLaDAConfig, TinyLLaDAModelLM
+
+    vocab, hidden, mlp, heads, layers = 126464, 4096, 12288, 32, 32
+    config = TinyLLaDAConfig(
+        vocab_size=vocab, d_model=hidden, n_layers=layers, n_heads=heads, mlp_hidden_size=mlp, mask_token_id=126336
+    )
+    with torch.device("meta"):
+        model = TinyLLaDAModelLM(config).to(torch.bfloat16)
+    parameters = sum(p.numel() for p in model.parameters())
+    assert parameters == 2 * vocab * hidden + layers * (4 * hidden * hidden + 3 * hidden * mlp + 2 * hidden) + hidden
+    length, block, memory = 200 + 256, 32, 80 * 2**30
+    per_sequence = length * vocab * 2 + 8 * block * vocab + length * (4 * hidden + 3 * mlp) * 2 + heads * length**2 * 2
+    batch = decode_batch_size(model, length, block, memory_bytes=memory)
+    assert batch == int(0.5 * (memory - 2 * parameters) // per_sequence) == 166
+    assert parameters * 2 + batch * per_sequence <= memory
+    assert 256 * length * vocab * 4 > 58e9  # the old default's float32 logits copy
+    # Longer canvases and smaller GPUs get smaller batches; tiny models hit the cap; never below one sequence.
+    assert decode_batch_size(model, 2 * length, block, memory_bytes=memory) < batch
+    assert decode_batch_size(model, length, block, memory_bytes=40 * 2**30) < batch
+    assert decode_batch_size(model, length, block, memory_bytes=15 * 2**30) == 1
+    tiny = build_tiny_masked_lm(build_char_tokenizer("abc"), "llada")
+    assert decode_batch_size(tiny, 64, memory_bytes=2**30) == MAX_DECODE_BATCH_SIZE

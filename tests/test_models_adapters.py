@@ -202,3 +202,32 @@ def test_adapter_logits_carry_gradients(models, tokenizer):
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and any(g.abs().sum() > 0 for g in grads)
     model.zero_grad(set_to_none=True)
+
+
+def test_left_padded_denoiser_reads_the_padding_off_each_input(models, tokenizer):
+    """`bind_left_padded`, the one denoiser of the trainers and the evaluation: the pad run before the first real
+    token is hidden (any row subset lines up), pad ids after it stay visible, and `disable_adapter` turns LoRA off."""
+    from peft import LoraConfig, get_peft_model
+
+    from trl_dam.models import left_padding_mask
+
+    model = models["llada"]
+    adapter = resolve_adapter(model, tokenizer)
+    logits_fn = adapter.bind_left_padded(model, pad_token_id=0)
+    assert torch.equal(left_padding_mask(X, 0), MASK)
+    assert left_padding_mask(X[:1], 0) is None
+    inner = X[:1].clone()
+    inner[0, 5] = 0  # a pad id after the prompt is a token, not padding
+    assert left_padding_mask(inner, 0) is None
+    with torch.no_grad():
+        torch.testing.assert_close(logits_fn(X), adapter.logits(model, X, MASK))
+        torch.testing.assert_close(logits_fn(X[1:])[0, 2:], adapter.logits(model, X[1:, 2:])[0])
+        peft_model = get_peft_model(
+            build_tiny_masked_lm(tokenizer, "llada"),
+            LoraConfig(r=2, target_modules=["q_proj"], init_lora_weights=False),
+        )
+        base = adapter.bind_left_padded(peft_model, 0, disable_adapter=True)(X)
+        with peft_model.disable_adapter():
+            expected = adapter.logits(peft_model, X, MASK)
+        torch.testing.assert_close(base, expected)
+        assert not torch.allclose(adapter.bind_left_padded(peft_model, 0)(X), expected)

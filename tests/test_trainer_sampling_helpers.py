@@ -155,3 +155,43 @@ def test_trainer_chunked_sampling_records_consistent_paths(tmp_path, sampler):
         logp = token_log_probs(policy(state)[rows, pos.clamp(min=0)], trainer.mask_token_id)
         expected = (logp.gather(-1, tok.clamp(min=0).unsqueeze(-1)).squeeze(-1) * (pos >= 0)).sum(1)
         torch.testing.assert_close(traj.logp_policy[:, s], expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["dream", "llada"])
+def test_checkpointing_kwargs_survive_the_rollouts(tmp_path, kind):
+    """`gradient_checkpointing_kwargs` are the same after training steps (rollouts in between) as before: transformers'
+    checkpointing for Dream, the model's own `set_activation_checkpointing` for LLaDA, which checkpoints only the
+    gradient forwards (never a rollout)."""
+    from trainer_helpers import build_trainer, char_tokenizer, cpu_config_kwargs
+
+    from trl_dam.models import build_tiny_masked_lm
+    from trl_dam.trainers import DAMConfig, DAMTrainer
+
+    kwargs = {"use_reentrant": False, "preserve_rng_state": False}
+    tokenizer = char_tokenizer()
+    args = DAMConfig(
+        **cpu_config_kwargs(tmp_path, max_steps=2, gradient_checkpointing=True, gradient_checkpointing_kwargs=kwargs)
+    )
+    trainer = build_trainer(DAMTrainer, args, tokenizer, model=build_tiny_masked_lm(tokenizer, kind))
+    backbone = trainer.model.model
+    if kind == "llada":
+        assert backbone.activation_checkpointing_strategy == "whole_layer"
+        original = backbone._activation_checkpoint_fn
+        assert original.keywords == kwargs
+        grad_modes = []
+
+        def counting(*a, **kw):
+            grad_modes.append(torch.is_grad_enabled())
+            return original(*a, **kw)
+
+        backbone._activation_checkpoint_fn = counting
+    trainer.train()
+    if kind == "dream":
+        assert backbone.gradient_checkpointing
+        assert backbone._gradient_checkpointing_func.keywords == kwargs
+    else:
+        assert backbone.activation_checkpointing_strategy == "whole_layer"
+        assert backbone._activation_checkpoint_fn is counting
+        assert grad_modes and all(grad_modes)  # two blocks per gradient forward, none in the rollouts
+        assert len(grad_modes) % trainer.model.config.n_layers == 0
+        assert trainer.ref_model.model.activation_checkpointing_strategy is None  # the frozen copy never checkpoints

@@ -20,9 +20,11 @@ from trl_dam.core.sampling import (
     gather_jump_log_probs,
     jump_log_probs,
     low_confidence_decode,
+    masked_scores,
     random_unmasking_order,
     sample_ctmc,
     sample_low_confidence,
+    selected_token_log_probs,
     token_log_probs,
 )
 from trl_dam.core.tilt import target_reward_estimate, tilt_kl, tilt_kl_bound
@@ -45,6 +47,7 @@ __all__ = [
     "importance_weighted_log_adjoint",
     "jump_log_probs",
     "low_confidence_decode",
+    "masked_scores",
     "mean_field_token_log_probs",
     "path_log_ratio",
     "posterior_mean_fill",
@@ -53,6 +56,7 @@ __all__ = [
     "remask",
     "sample_ctmc",
     "sample_low_confidence",
+    "selected_token_log_probs",
     "self_normalized_weights",
     "svdd_decode",
     "target_reward_estimate",

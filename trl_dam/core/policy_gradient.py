@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from trl_dam.core.sampling import LogitsFn, token_log_probs
+from trl_dam.core.sampling import LogitsFn, selected_token_log_probs
 
 
 def group_normalized_advantages(rewards: Tensor, group_size: int, scale_rewards: bool = True) -> Tensor:
@@ -47,14 +47,23 @@ def mean_field_token_log_probs(
         completion_mask (`BoolTensor[batch, length]`): ``True`` on completion positions.
     Returns:
         `FloatTensor[batch, length]`: log-probs on completion positions, 0 elsewhere.
+
+    Only the columns from the first to the last completion position are read from the logits, and only the sampled
+    token's log-probability (:func:`~trl_dam.core.sampling.selected_token_log_probs`): the largest float32 tensor is
+    ``[batch, completion columns, vocab]``, never the whole sequence's.
     """
     masked_input = sequences.clone()
     noise = torch.rand(sequences.shape, generator=generator).to(sequences.device)
     prompt_drop = (~completion_mask) & (noise < p_mask_prompt)
     masked_input[completion_mask | prompt_drop] = mask_token_id
-    logp = token_log_probs(logits_fn(masked_input), mask_token_id)
-    picked = logp.gather(-1, sequences.unsqueeze(-1)).squeeze(-1)
-    return picked * completion_mask
+    columns = completion_mask.any(0).nonzero()
+    if len(columns) == 0:
+        return torch.zeros(sequences.shape, device=sequences.device)
+    cols = slice(int(columns[0]), int(columns[-1]) + 1)
+    picked = selected_token_log_probs(logits_fn(masked_input)[:, cols], sequences[:, cols], mask_token_id)
+    out = torch.zeros(sequences.shape, dtype=picked.dtype, device=sequences.device)
+    out[:, cols] = picked * completion_mask[:, cols]
+    return out
 
 
 def diffu_grpo_loss(

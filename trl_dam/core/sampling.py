@@ -81,7 +81,9 @@ def token_log_probs(logits: Tensor, mask_token_id: int | None = None, temperatur
 
     .. math:: \log p(v \mid x, i) = \frac{z_v}{\tau} - \log \sum_{v' \neq m} e^{z_{v'}/\tau}
 
-    A jump of the masked chain always writes a real token, so the mask id gets probability zero.
+    A jump of the masked chain always writes a real token, so the mask id gets probability zero. The result is
+    float32 whatever the logits' dtype, so pass only the positions you need: it holds one float32 copy of ``logits``
+    besides the output (see :func:`masked_scores`).
 
     Args:
         logits (`FloatTensor[..., vocab]`): denoiser scores.
@@ -90,11 +92,43 @@ def token_log_probs(logits: Tensor, mask_token_id: int | None = None, temperatur
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0 for a stochastic sampler, got {temperature}")
-    scores = logits.float() / temperature
+    return torch.log_softmax(masked_scores(logits, mask_token_id, temperature), dim=-1)
+
+
+def masked_scores(logits: Tensor, mask_token_id: int | None = None, temperature: float = 1.0) -> Tensor:
+    r"""A fresh float32 copy :math:`z / \tau` of ``logits`` with the mask id at :math:`-\infty` (written in place).
+
+    The copy is the only full-size allocation: temperature and mask are applied to it in place (autograd allows it:
+    neither the copy nor the division saves the tensor it overwrites).
+    """
+    scores = logits.to(torch.float32, copy=True)
+    if temperature != 1.0:
+        scores.div_(temperature)
     if mask_token_id is not None and 0 <= mask_token_id < scores.shape[-1]:
-        scores = scores.clone()
         scores[..., mask_token_id] = float("-inf")
-    return torch.log_softmax(scores, dim=-1)
+    return scores
+
+
+def selected_token_log_probs(
+    logits: Tensor, tokens: Tensor, mask_token_id: int | None = None, temperature: float = 1.0
+) -> Tensor:
+    r"""``token_log_probs(logits, mask_token_id, temperature)`` read at ``tokens`` only:
+    :math:`\log p(v \mid x, i) = z_v/\tau - \operatorname{logsumexp}_{v' \neq m} z_{v'}/\tau`.
+
+    The log-softmax over the vocabulary is never materialised: only the float32 copy of :func:`masked_scores` and
+    the log-normaliser's temporary are. TRL's `selective_log_softmax` does the same gather but keeps the mask id in the
+    support and normalises bfloat16 input in bfloat16 (and this package's core imports torch only).
+
+    Args:
+        logits (`FloatTensor[..., vocab]`): denoiser scores (gradients flow through them).
+        tokens (`LongTensor[...]`): the token whose log-probability is read at each position.
+    Returns:
+        `FloatTensor[...]` (float32).
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    scores = masked_scores(logits, mask_token_id, temperature)
+    return scores.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(scores, dim=-1)
 
 
 def random_unmasking_order(is_masked: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -237,9 +271,11 @@ def gather_jump_log_probs(logits: Tensor, positions: Tensor, tokens: Tensor, mas
     """
     valid = positions >= 0
     rows = torch.arange(logits.shape[0], device=logits.device).view(-1, *([1] * (positions.dim() - 1)))
-    logp = token_log_probs(logits[rows, positions.clamp(min=0)], mask_token_id)
-    picked = logp.gather(-1, tokens.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    picked = selected_token_log_probs(logits[rows, positions.clamp(min=0)], tokens.clamp(min=0), mask_token_id)
     return (picked * valid).sum(-1)
+
+
+REMASKING = ("low_confidence", "random")
 
 
 @torch.no_grad()
@@ -257,12 +293,12 @@ def low_confidence_decode(
 ) -> Tensor:
     r"""LLaDA-style semi-autoregressive decoding with low-confidence remasking (**evaluation only**).
 
-    The completion region ``x[:, completion_start:]`` is cut into blocks of ``block_length`` positions, decoded
-    left to right; each block gets ``steps / num_blocks`` denoiser calls and each call commits the masked
-    positions of the current block with the highest confidence :math:`\max_v p(v|x, i)` (``remasking=
-    "low_confidence"``) or uniformly random ones (``"random"``), spreading the block's masks evenly over its
-    calls. ``temperature = 0`` takes the argmax token; otherwise tokens are drawn from
-    :math:`\mathrm{softmax}(z/\tau)` with the Gumbel-max trick.
+    The schedule of :func:`sample_low_confidence` (which runs it): the completion region ``x[:, completion_start:]``
+    is cut into blocks of ``block_length`` positions, decoded left to right; each block gets ``steps / num_blocks``
+    denoiser calls and each call commits the masked positions of the current block with the highest confidence
+    :math:`p(v|x, i)` of their candidate token (``remasking="low_confidence"``) or uniformly random ones
+    (``"random"``), spreading the block's masks evenly over its calls. ``temperature = 0`` takes the argmax token;
+    otherwise tokens are drawn from :math:`\mathrm{softmax}(z/\tau)`.
 
     The position choice is a deterministic function of the model's confidences, so paths from this decoder have
     no probability under the CTMC; do not compute importance weights from it.
@@ -276,51 +312,11 @@ def low_confidence_decode(
     Returns:
         `LongTensor[batch, length]`: the decoded sequences.
     """
-    if remasking not in ("low_confidence", "random"):
-        raise ValueError(f"remasking must be 'low_confidence' or 'random', got {remasking!r}")
-    state = x.clone()
-    if completion_start is None:
-        masked_cols = (state == mask_token_id).any(0).nonzero()
-        if len(masked_cols) == 0:
-            return state
-        completion_start = int(masked_cols[0].item())
-    gen_length = state.shape[1] - completion_start
-    if gen_length % block_length != 0:
-        raise ValueError(f"completion length {gen_length} is not a multiple of block_length {block_length}")
-    num_blocks = gen_length // block_length
-    if steps % num_blocks != 0:
-        raise ValueError(f"steps={steps} must be a multiple of the number of blocks ({num_blocks})")
-    steps_per_block = steps // num_blocks
-    for block in range(num_blocks):
-        lo = completion_start + block * block_length
-        hi = lo + block_length
-        in_block = torch.zeros_like(state, dtype=torch.bool)
-        in_block[:, lo:hi] = True
-        quota = _tokens_per_call((state[:, lo:hi] == mask_token_id).sum(1), steps_per_block)
-        for call in range(steps_per_block):
-            masked = (state == mask_token_id) & in_block
-            if not masked.any():
-                break
-            logits = logits_fn(state).float()
-            if mask_token_id < logits.shape[-1]:
-                logits[..., mask_token_id] = float("-inf")
-            if temperature > 0:
-                gumbel = -torch.log(-torch.log(torch.rand(logits.shape, generator=generator).clamp_min(1e-20)))
-                candidate = (logits / temperature + gumbel.to(logits.device)).argmax(-1)
-            else:
-                candidate = logits.argmax(-1)
-            if remasking == "low_confidence":
-                confidence = torch.softmax(logits, -1).gather(-1, candidate.unsqueeze(-1)).squeeze(-1)
-            else:
-                confidence = torch.rand(state.shape, generator=generator).to(state.device)
-            confidence = confidence.masked_fill(~masked, float("-inf"))
-            for b in range(state.shape[0]):
-                n = int(quota[b, call].item())
-                if n == 0:
-                    continue
-                chosen = torch.topk(confidence[b], n).indices
-                state[b, chosen] = candidate[b, chosen]
-    return state
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0 decodes greedily), got {temperature}")
+    return _low_confidence_path(
+        logits_fn, x, mask_token_id, steps, block_length, completion_start, temperature, remasking, None, generator
+    ).final
 
 
 def _tokens_per_call(num_masked: Tensor, calls: int) -> Tensor:
@@ -345,9 +341,10 @@ def sample_low_confidence(
 ) -> Trajectory:
     r"""LLaDA low-confidence block decoding that records its path as a :class:`Trajectory`.
 
-    Same schedule as :func:`low_confidence_decode` (blocks left to right, ``steps / num_blocks`` calls per block,
-    each call committing the most confident masked positions of the current block), with tokens drawn from
-    :math:`\mathrm{softmax}(z/\tau)`, :math:`\tau > 0`. Each step records the same sums as :func:`sample_ctmc`,
+    Blocks left to right, ``steps / num_blocks`` calls per block, each call committing the most confident masked
+    positions of the current block, with tokens drawn from :math:`\mathrm{softmax}(z/\tau)`, :math:`\tau > 0`
+    (:func:`low_confidence_decode` is the same schedule, also greedy). Each step records the same sums as
+    :func:`sample_ctmc`,
 
     .. math:: \ell^\theta_s = \sum_{i \in S_s} \log p_\theta(v_i \mid x_s, i), \qquad
               \ell^{\mathrm{ref}}_s = \sum_{i \in S_s} \log p_{\mathrm{ref}}(v_i \mid x_s, i),
@@ -365,6 +362,43 @@ def sample_low_confidence(
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0 to record a stochastic path, got {temperature}")
+    return _low_confidence_path(
+        logits_fn,
+        x,
+        mask_token_id,
+        steps,
+        block_length,
+        completion_start,
+        temperature,
+        "low_confidence",
+        reference_logits_fn,
+        generator,
+    )
+
+
+def _low_confidence_path(
+    logits_fn: LogitsFn,
+    x: Tensor,
+    mask_token_id: int,
+    steps: int,
+    block_length: int,
+    completion_start: int | None,
+    temperature: float,
+    remasking: str,
+    reference_logits_fn: LogitsFn | None,
+    generator: torch.Generator | None,
+) -> Trajectory:
+    r"""The one implementation of the low-confidence block schedule (see :func:`sample_low_confidence`).
+
+    At step :math:`s` in block :math:`[lo, hi)` the candidate token of each position is the argmax
+    (:math:`\tau = 0`) or a draw from :math:`\mathrm{softmax}(z/\tau)`; its confidence is the untempered
+    :math:`\log p(v \mid x_s, i)` (or a uniform number for ``"random"``), and the ``quota[b, s]`` most confident masked
+    positions of the block are committed. Only the block's columns of the logits are converted to float32: the
+    largest tensor this function builds is ``[batch, block_length, vocab]``. At :math:`\tau = 0` the recorded
+    log-probs are at temperature 1.
+    """
+    if remasking not in REMASKING:
+        raise ValueError(f"remasking must be one of {REMASKING}, got {remasking!r}")
     state = x.clone()
     batch = state.shape[0]
     if completion_start is None:
@@ -392,18 +426,26 @@ def sample_low_confidence(
             continue
         lo = completion_start + (s // steps_per_block) * block_length
         cols = slice(lo, lo + block_length)
-        # Only the block's columns enter the softmax: the [batch, length, vocab] log-softmax is never materialised.
         logits = logits_fn(state)[:, cols]
-        logp = token_log_probs(logits, mask_token_id, temperature)
-        u = torch.rand(logp.shape[:2], generator=generator, device="cpu").to(x.device)
-        drawn = _inverse_cdf(logp, u)
-        picked = logp.gather(-1, drawn.unsqueeze(-1)).squeeze(-1)
-        # LLaDA ranks positions by the untempered probability of the drawn token.
-        confidence = (
-            picked
-            if temperature == 1.0
-            else token_log_probs(logits, mask_token_id).gather(-1, drawn.unsqueeze(-1)).squeeze(-1)
-        )
+        if temperature > 0:
+            logp = token_log_probs(logits, mask_token_id, temperature)
+            u = torch.rand(logp.shape[:2], generator=generator, device="cpu").to(x.device)
+            drawn = _inverse_cdf(logp, u)
+            picked = logp.gather(-1, drawn.unsqueeze(-1)).squeeze(-1)
+            del logp
+            # LLaDA ranks positions by the untempered probability of the candidate token.
+            untempered = picked if temperature == 1.0 else selected_token_log_probs(logits, drawn, mask_token_id)
+        else:
+            scores = masked_scores(logits, mask_token_id)
+            drawn = scores.argmax(-1)
+            untempered = scores.gather(-1, drawn.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(scores, dim=-1)
+            picked = untempered
+            del scores
+        del logits
+        if remasking == "low_confidence":
+            confidence = untempered
+        else:
+            confidence = torch.rand(drawn.shape, generator=generator, device="cpu").to(x.device)
         confidence = confidence.masked_fill(state[:, cols] != mask_token_id, float("-inf"))
         order = confidence.argsort(dim=1, descending=True)[:, :width]
         valid = slot < quota[:, s].unsqueeze(1)
@@ -411,8 +453,7 @@ def sample_low_confidence(
         tokens[:, s] = torch.where(valid, drawn.gather(1, order), -1)
         logp_policy[:, s] = (picked.gather(1, order) * valid).sum(1)
         if reference_logits_fn is not None:
-            ref = token_log_probs(reference_logits_fn(state)[:, cols], mask_token_id)
-            ref_picked = ref.gather(-1, drawn.unsqueeze(-1)).squeeze(-1)
+            ref_picked = selected_token_log_probs(reference_logits_fn(state)[:, cols], drawn, mask_token_id)
             logp_reference[:, s] = (ref_picked.gather(1, order) * valid).sum(1)
         _write(state, positions[:, s], tokens[:, s])
     step_mask = (positions >= 0).any(-1)

@@ -14,8 +14,8 @@ their first end-of-sequence token, as the trainers cut them before scoring.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -26,8 +26,10 @@ from trl_dam.models import resolve_adapter
 
 __all__ = [
     "DECODERS",
+    "MAX_DECODE_BATCH_SIZE",
     "base_for_generation",
     "completion_texts",
+    "decode_batch_size",
     "decode_completions",
     "eos_token_ids",
     "policy_for_generation",
@@ -36,6 +38,9 @@ __all__ = [
 ]
 
 DECODERS = ("low_confidence", "ctmc")
+
+#: Upper bound of :func:`decode_batch_size` (the fixed default before it was derived from the model).
+MAX_DECODE_BATCH_SIZE = 256
 
 # ---------------------------------------------------------------------------------------------- tokenisation
 
@@ -94,17 +99,59 @@ def completion_texts(tokenizer, completion_ids: Tensor, eos_ids: Sequence[int]) 
 # ---------------------------------------------------------------------------------------------- decoding
 
 
-def _denoiser(model, adapter, pad_id: int, disable_adapter: bool) -> Callable[[Tensor], Tensor]:
-    """``x -> logits`` with the left padding of ``x`` masked out (the trainer's convention)."""
+def decode_batch_size(
+    model,
+    length: int,
+    block_length: int | None = None,
+    memory_bytes: int | None = None,
+    fraction: float = 0.5,
+) -> int:
+    r"""Sequences per decoder call that fit the device, from the model's size and the canvas length.
 
-    def logits_fn(x: Tensor) -> Tensor:
-        real = (x != pad_id).cumsum(1) > 0
-        attention_mask = None if bool(real.all()) else real.long()
-        context = model.disable_adapter() if disable_adapter else nullcontext()
-        with context:
-            return adapter.logits(model, x, attention_mask)
+    One denoiser call of a batch of :math:`B` sequences of length :math:`L` holds, per sequence (:math:`b` bytes per
+    parameter, vocabulary :math:`V`, hidden size :math:`H`, MLP size :math:`M`, :math:`h` heads, block :math:`k`):
 
-    return logits_fn
+    .. math:: m = \underbrace{L V b}_{\text{logits}} + \underbrace{2 \cdot 4 k V}_{\text{float32 block scores}}
+              + \underbrace{L (4H + 3M) b}_{\text{one layer's activations}}
+              + \underbrace{h L^2 b}_{\text{attention scores}}
+
+    and the batch is :math:`B = \lfloor f\,(\text{memory} - P b) / m \rfloor`, clipped to
+    ``[1, MAX_DECODE_BATCH_SIZE]``, with :math:`P` parameters and :math:`f` = ``fraction`` of what the weights leave
+    (the rest is headroom: allocator fragmentation, the CUDA context, a second model). LLaDA-8B in bfloat16 on an
+    80 GB GPU with a 200-token prompt, 256 completion tokens and blocks of 32: :math:`m \approx` 210 MB, so 166
+    sequences (the former fixed 256 needed about 59 GB for one float32 copy of the logits alone).
+
+    Args:
+        model: the denoiser (its parameters and config are read; meta tensors are fine).
+        length: canvas length (prompt + completion).
+        block_length: float32 block width (default: ``length``).
+        memory_bytes: the device's memory; default: the CUDA device's total memory, or the available RAM on CPU.
+        fraction: share of the memory left by the weights that the decoding may use.
+    """
+    from trl_dam.models import unwrap_model
+    from trl_dam.models.adapters import _output_size
+
+    base = unwrap_model(model)
+    config = base.config.get_text_config() if hasattr(base.config, "get_text_config") else base.config
+    first = next(base.parameters())
+    bytes_per = first.element_size()
+    parameters = sum(p.numel() for p in base.parameters())
+    vocab = _output_size(config) or base.get_output_embeddings().out_features
+    hidden = getattr(config, "hidden_size", None) or config.d_model
+    mlp = getattr(config, "intermediate_size", None) or getattr(config, "mlp_hidden_size", None) or 4 * hidden
+    heads = getattr(config, "num_attention_heads", None) or config.n_heads
+    block = block_length or length
+    per_sequence = length * vocab * bytes_per + 8 * block * vocab + length * (4 * hidden + 3 * mlp) * bytes_per
+    per_sequence += heads * length * length * bytes_per
+    if memory_bytes is None:
+        if first.device.type == "cuda":
+            memory_bytes = torch.cuda.get_device_properties(first.device).total_memory
+        else:
+            import psutil
+
+            memory_bytes = psutil.virtual_memory().available
+    free = fraction * (memory_bytes - parameters * bytes_per)
+    return int(max(1, min(MAX_DECODE_BATCH_SIZE, free // per_sequence)))
 
 
 @torch.no_grad()
@@ -118,7 +165,7 @@ def decode_completions(
     block_length: int | None = None,
     steps: int | None = None,
     num_samples: int = 1,
-    batch_size: int = 256,
+    batch_size: int | None = None,
     generator: torch.Generator | None = None,
     disable_adapter: bool = False,
     chat_template_kwargs: dict | None = None,
@@ -138,7 +185,7 @@ def decode_completions(
         block_length: block size of ``"low_confidence"`` (default: the whole canvas); clipped to ``budget``.
         steps: denoiser calls of ``"low_confidence"`` (default ``budget // 2``, d1's two tokens per call).
         num_samples: completions per prompt (``"ctmc"``), returned prompt-major (``n * num_samples`` texts).
-        batch_size: sequences per decoder call.
+        batch_size: sequences per decoder call; default: :func:`decode_batch_size` for this model and canvas.
         generator: CPU generator of the CTMC sampler.
         disable_adapter: decode with the PEFT adapters disabled (the base model of a LoRA run).
         chat_template_kwargs: for conversational prompts.
@@ -158,9 +205,12 @@ def decode_completions(
         with accelerator.split_between_processes(prompt_ids) as shard:
             prompt_ids = list(shard)
     device = next(model.parameters()).device
-    logits_fn = _denoiser(model, adapter, pad_id, disable_adapter)
+    logits_fn = adapter.bind_left_padded(model, pad_id, disable_adapter)
     block = min(block_length or budget, budget)
     calls = steps or max(1, budget // 2)
+    if batch_size is None:
+        width = max((len(ids) for ids in prompt_ids), default=0) + budget
+        batch_size = decode_batch_size(model, width, block if decoder == "low_confidence" else tokens_per_step)
     eos_ids = eos_token_ids(tokenizer, model)
     was_training = model.training
     model.eval()
@@ -206,19 +256,12 @@ def base_for_generation(trainer) -> Iterator[tuple[Any, bool]]:
     the trainer's frozen reference copy."""
     from accelerate.utils import is_peft_model
     from trl.models import unwrap_model_for_generation
-    from trl.trainer.utils import use_adapter
-
-    from trl_dam.trainers.base import REFERENCE_ADAPTER
 
     if trainer.ref_model is None:
         with unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator) as model:
             if not is_peft_model(model):
                 raise ValueError("The trainer has neither a reference model nor PEFT adapters to disable.")
-            if REFERENCE_ADAPTER in model.peft_config:
-                with use_adapter(model, REFERENCE_ADAPTER):
-                    yield model, False
-            else:
-                yield model, True
+            yield model, True  # `disable_adapter` runs a PEFT model as its reference (`reference_adapter`)
         return
     with unwrap_model_for_generation(trainer.ref_model, trainer.accelerator) as model:
         yield model, False

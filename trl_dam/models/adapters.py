@@ -116,6 +116,19 @@ class DiffusionLMAdapter:
         """
         return BoundDenoiser(adapter=self, model=model, attention_mask=attention_mask)
 
+    def bind_left_padded(
+        self, model: nn.Module, pad_token_id: int, disable_adapter: bool = False
+    ) -> LeftPaddedDenoiser:
+        """A callable `x [B, L] -> logits [B, L, V]` that reads the left padding off each `x` ([`left_padding_mask`]).
+
+        This is the trainers' and the evaluation's denoiser: samplers call it on row subsets, so a mask bound in
+        advance would not line up. With `disable_adapter` a PEFT model runs as its reference (see
+        [`reference_adapter`]): its frozen `"ref"` adapter when it has one, else with every adapter off.
+        """
+        return LeftPaddedDenoiser(
+            adapter=self, model=model, pad_token_id=pad_token_id, disable_adapter=disable_adapter
+        )
+
 
 @dataclass(frozen=True)
 class LLaDAAdapter(DiffusionLMAdapter):
@@ -192,6 +205,49 @@ class BoundDenoiser:
             if mask.shape[1] < x.shape[1]:
                 mask = F.pad(mask, (0, x.shape[1] - mask.shape[1]), value=1)
         return self.adapter.logits(self.model, x, mask)
+
+
+def left_padding_mask(x: torch.LongTensor, pad_token_id: int) -> torch.LongTensor | None:
+    """[B, L] mask of the left padding of `x` (the pad run before the first real token), `None` when unpadded.
+
+    Pad tokens after the prompt (e.g. pad = eos inside a completion) stay visible; a prompt must therefore not start
+    with the pad token.
+    """
+    real = (x != pad_token_id).cumsum(1) > 0
+    return None if bool(real.all()) else real.long()
+
+
+@dataclass(frozen=True, eq=False)
+class LeftPaddedDenoiser:
+    """`logits_fn` with the left padding of each input hidden. See [`DiffusionLMAdapter.bind_left_padded`]."""
+
+    adapter: DiffusionLMAdapter
+    model: nn.Module
+    pad_token_id: int
+    disable_adapter: bool = False
+
+    @property
+    def mask_token_id(self) -> int:
+        return self.adapter.mask_token_id
+
+    def __call__(self, x: torch.LongTensor) -> torch.Tensor:
+        attention_mask = left_padding_mask(x, self.pad_token_id)
+        if self.disable_adapter:
+            with reference_adapter(self.model):
+                return self.adapter.logits(self.model, x, attention_mask)
+        return self.adapter.logits(self.model, x, attention_mask)
+
+
+#: The frozen adapter that holds the reference policy of a PEFT model passed to a trainer (TRL's name for it).
+REFERENCE_ADAPTER = "ref"
+
+
+def reference_adapter(model: nn.Module):
+    """Context in which a PEFT `model` computes its reference: the frozen `REFERENCE_ADAPTER` when the model has one
+    (a PeftModel passed to a trainer, whose adapter was copied there), else the base with every adapter disabled."""
+    from trl.trainer.utils import use_adapter
+
+    return use_adapter(model, REFERENCE_ADAPTER if REFERENCE_ADAPTER in model.peft_config else None)
 
 
 _ADAPTER_CLASSES: dict[str, type[DiffusionLMAdapter]] = {

@@ -9,8 +9,10 @@ It reproduces the *interface* of the remote-code `LLaDAModelLM` (GSAI-ML/LLaDA-8
   backbone is a plain `nn.Module`;
 * block linears named like LLaDA's (`q_proj, k_proj, v_proj, attn_out, ff_proj, up_proj, ff_out`), so LoRA target
   lists written for LLaDA apply unchanged;
-* no gradient-checkpointing support (`supports_gradient_checkpointing = False`), so trainer code paths that must turn
-  checkpointing off for LLaDA are exercised.
+* no transformers gradient-checkpointing support (`supports_gradient_checkpointing = False`); like LLaDA's OLMo-derived
+  backbone, the backbone has its own `set_activation_checkpointing(strategy)` (`"whole_layer"`, `"one_in_two"`,
+  `"one_in_three"`, `"one_in_four"` or `None`), read at every forward, training or not, and checkpoints blocks with
+  its `_activation_checkpoint_fn`.
 
 The model type is "tiny_llada" (not "llada") so it can never clash with a real hub config; the adapters treat it
 exactly like LLaDA. Importing `trl_dam.models` registers it with `AutoConfig`, `AutoModel` and
@@ -19,13 +21,17 @@ exactly like LLaDA. Importing `trl_dam.models` registers it with `AutoConfig`, `
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
 from transformers import PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from ._layers import TinyRMSNorm, apply_rotary, bidirectional_attention, key_padding_mask, rotary_cos_sin
+from .activation_checkpointing import OWN_STRATEGIES
 
 TINY_LLADA_MODEL_TYPE = "tiny_llada"
 
@@ -121,12 +127,18 @@ class TinyLLaDABlock(nn.Module):
         return x + self.ff_out(F.silu(self.ff_proj(h)) * self.up_proj(h))
 
 
+#: Activation-checkpointing strategies of the backbone (LLaDA's names) -> every how many blocks one is checkpointed.
+CHECKPOINT_EVERY = {strategy: every for every, strategy in OWN_STRATEGIES.items()}
+
+
 class TinyLLaDABackbone(nn.Module):
     """Plain `nn.Module` backbone (like LLaDA's `LLaDAModel`) holding embeddings, blocks, final norm and LM head."""
 
     def __init__(self, config: TinyLLaDAConfig):
         super().__init__()
         self.config = config
+        self.activation_checkpointing_strategy: str | None = None
+        self._activation_checkpoint_fn = functools.partial(checkpoint, use_reentrant=False)
         self.transformer = nn.ModuleDict(
             {
                 "wte": nn.Embedding(config.embedding_size, config.d_model),
@@ -135,6 +147,12 @@ class TinyLLaDABackbone(nn.Module):
                 "ff_out": nn.Linear(config.d_model, config.embedding_size, bias=False),
             }
         )
+
+    def set_activation_checkpointing(self, strategy: str | None) -> None:
+        """Checkpoint every block (`"whole_layer"`), one in 2, 3 or 4 (`"one_in_two"`, ...), or none (`None`)."""
+        if strategy is not None and strategy not in CHECKPOINT_EVERY:
+            raise ValueError(f"strategy must be None or one of {sorted(CHECKPOINT_EVERY)}, got {strategy!r}")
+        self.activation_checkpointing_strategy = strategy
 
     def forward(
         self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None, output_hidden_states: bool = False
@@ -148,8 +166,12 @@ class TinyLLaDABackbone(nn.Module):
         mask = key_padding_mask(attention_mask)
         x = inputs_embeds
         hidden = [x] if output_hidden_states else None
-        for block in self.transformer["blocks"]:
-            x = block(x, mask, cos, sin)
+        every = CHECKPOINT_EVERY.get(self.activation_checkpointing_strategy)
+        for index, block in enumerate(self.transformer["blocks"]):
+            if every and index % every == 0:
+                x = self._activation_checkpoint_fn(block, x, mask, cos, sin)
+            else:
+                x = block(x, mask, cos, sin)
             if hidden is not None:
                 hidden.append(x)
         logits = self.transformer["ff_out"](self.transformer["ln_f"](x))

@@ -56,11 +56,20 @@ from trl.trainer.utils import (
     identity,
     nanstd,
     print_prompt_completions_sample,
-    use_adapter,
 )
 
 from trl_dam.core import Trajectory, sample_ctmc, sample_low_confidence
-from trl_dam.models import load_diffusion_lm, load_tokenizer, resolve_adapter, unwrap_model
+from trl_dam.models import (
+    REFERENCE_ADAPTER,
+    activation_checkpointing_paused,
+    enable_own_activation_checkpointing,
+    left_padding_mask,
+    load_diffusion_lm,
+    load_tokenizer,
+    resolve_adapter,
+    switch_off_activation_checkpointing,
+    unwrap_model,
+)
 
 from ._compat import BaseTrainer
 from .base_config import DiffusionRLConfig
@@ -75,9 +84,6 @@ RewardFunc = str | PreTrainedModel | Callable[..., list[float | None]]
 
 #: Keyword arguments every reward function may receive besides the dataset columns.
 REWARD_KWARGS = ("prompts", "completions", "completion_ids", "trainer_state", "log_extra", "log_metric")
-
-#: Name of the frozen copy of a passed-in PeftModel's adapter that serves as the reference (TRL's name).
-REFERENCE_ADAPTER = "ref"
 
 #: Per-process file in a checkpoint folder with the sampler RNG and the method's own state (e.g. a replay buffer).
 SAMPLER_STATE_FILE = "sampler_state_{rank}.pt"
@@ -245,13 +251,18 @@ class DiffusionRLTrainer(BaseTrainer):
 
     @staticmethod
     def _turn_off_unsupported_checkpointing(model: nn.Module, args: DiffusionRLConfig) -> None:
-        if args.gradient_checkpointing and not getattr(unwrap_model(model), "supports_gradient_checkpointing", False):
-            logger.warning(
-                f"{type(unwrap_model(model)).__name__} does not support gradient checkpointing; turning it off."
-            )
-            args.gradient_checkpointing = False
-            if hasattr(args, "activation_checkpointing"):
-                args.activation_checkpointing = False
+        """Models without transformers checkpointing use their own where they have one (LLaDA), else run without."""
+        if not args.gradient_checkpointing or getattr(unwrap_model(model), "supports_gradient_checkpointing", False):
+            return
+        name = type(unwrap_model(model)).__name__
+        if enable_own_activation_checkpointing(model, args.gradient_checkpointing_kwargs):
+            logger.info(f"{name} checkpoints activations with its own `set_activation_checkpointing`.")
+        else:
+            logger.warning(f"{name} does not support gradient checkpointing; turning it off.")
+        # The Trainer would call the transformers API, which such a model rejects.
+        args.gradient_checkpointing = False
+        if hasattr(args, "activation_checkpointing"):
+            args.activation_checkpointing = False
 
     def _wrap_peft(self, model: nn.Module, peft_config, args: DiffusionRLConfig) -> nn.Module:
         quantized = getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)
@@ -294,6 +305,8 @@ class DiffusionRLTrainer(BaseTrainer):
             reference = self._load_model(get_config_model_id(model.config), args)[0].eval()
         else:
             reference = copy.deepcopy(model).eval()
+            # The copy inherits the model's own checkpointing (LLaDA checkpoints even without gradients): useless here.
+            switch_off_activation_checkpointing(reference)
         reference.requires_grad_(False)
         return reference
 
@@ -393,38 +406,20 @@ class DiffusionRLTrainer(BaseTrainer):
 
     # ------------------------------------------------------------------ sampling
 
-    def _denoiser(self, model: nn.Module, reference_adapter: bool = False) -> Callable[[Tensor], Tensor]:
-        """``logits_fn(x)`` for the samplers. Padding is read off ``x`` (see `_attention_mask`) because the samplers
-        call the denoiser on row subsets, so a mask bound in advance would not line up.
-
-        With ``reference_adapter`` a PEFT model runs as the reference: with its frozen ``"ref"`` adapter when it has
-        one (a PeftModel passed in), else with its adapters disabled (adapters the trainer added).
-        """
-        adapter = self.adapter
-
-        def logits_fn(x: Tensor) -> Tensor:
-            attention_mask = self._attention_mask(x)
-            if reference_adapter:
-                with use_adapter(model, REFERENCE_ADAPTER if REFERENCE_ADAPTER in model.peft_config else None):
-                    return adapter.logits(model, x, attention_mask)
-            return adapter.logits(model, x, attention_mask)
-
-        return logits_fn
+    def _denoiser(self, model: nn.Module, reference: bool = False) -> Callable[[Tensor], Tensor]:
+        """``logits_fn(x)`` for the samplers, the left padding read off each ``x`` (see `left_padding_mask`); with
+        ``reference`` a PEFT model runs as its reference (see `reference_adapter`)."""
+        return self.adapter.bind_left_padded(model, self.pad_token_id, disable_adapter=reference)
 
     def _attention_mask(self, x: Tensor) -> Tensor | None:
-        """Mask of the left padding of ``x`` (the pad run before the first real token), ``None`` when unpadded.
-
-        Pad tokens after the prompt (e.g. pad = eos inside a completion) stay visible; a prompt must therefore not
-        start with the pad token.
-        """
-        real = (x != self.pad_token_id).cumsum(1) > 0
-        return None if bool(real.all()) else real.long()
+        """Mask of the left padding of ``x``, ``None`` when unpadded (see `left_padding_mask`)."""
+        return left_padding_mask(x, self.pad_token_id)
 
     def _reference_denoiser(self, model: nn.Module) -> Callable[[Tensor], Tensor] | None:
         """The fixed reference (never synced): under PEFT ``model`` with its ``"ref"`` adapter or with its adapters
         disabled (see `_denoiser`), else the frozen copy."""
         if is_peft_model(model):
-            return self._denoiser(model, reference_adapter=True)
+            return self._denoiser(model, reference=True)
         return self._denoiser(self.ref_model) if self.ref_model is not None else None
 
     @contextmanager
@@ -434,6 +429,9 @@ class DiffusionRLTrainer(BaseTrainer):
         Under ZeRO-3 the frozen reference is gathered too: the samplers make a data-dependent number of denoiser calls
         (e.g. the CTMC runs as many steps as the most-masked row of *this* rank), so per-forward all-gathers would
         pair up differently on each rank and deadlock.
+
+        Activation checkpointing is paused, not switched off and on again: TRL's unwrapping would re-enable it with
+        default kwargs, dropping the user's `gradient_checkpointing_kwargs`.
         """
         zero3 = self.is_deepspeed_enabled and self.accelerator.state.deepspeed_plugin.zero_stage == 3
         if zero3 and not self.args.ds3_gather_for_generation:
@@ -442,6 +440,7 @@ class DiffusionRLTrainer(BaseTrainer):
                 "differs across ranks, so sharded forwards would deadlock."
             )
         with (
+            activation_checkpointing_paused(self.model),
             unwrap_model_for_generation(self.model_wrapped, self.accelerator) as model,
             unwrap_model_for_generation(self.ref_model, self.accelerator)
             if zero3 and self.ref_model is not None
