@@ -239,7 +239,9 @@ def gather_jump_log_probs(logits: Tensor, positions: Tensor, tokens: Tensor, mas
     rows = torch.arange(logits.shape[0], device=logits.device).view(-1, *([1] * (positions.dim() - 1)))
     logp = token_log_probs(logits[rows, positions.clamp(min=0)], mask_token_id)
     picked = logp.gather(-1, tokens.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return (picked * valid).sum(-1)
+    # Padded slots read token 0, which is the mask (log-prob -inf) when mask_token_id == 0: -inf * 0 would be NaN, so
+    # they are replaced, not multiplied away.
+    return torch.where(valid, picked, torch.zeros_like(picked)).sum(-1)
 
 
 @torch.no_grad()
