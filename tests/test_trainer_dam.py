@@ -52,6 +52,13 @@ def make_trainer(tmp_path, tokenizer, reward_funcs=frac_a, dataset=None, model=N
         ({"diffusion_steps": 7}, "diffusion_steps"),
         ({"block_length": 4}, "block_length"),
         ({"sampler": "low_confidence", "block_length": 3, "diffusion_steps": 3}, "diffusion_steps"),
+        # Non-finite values used to be accepted and trained to NaN (or, for a NaN reward weight, zeroed the reward).
+        ({"learning_rate": float("inf")}, "learning_rate"),
+        ({"beta": float("nan")}, "beta"),
+        ({"beta": 1e-40}, "beta"),  # 1 / beta overflows float32
+        ({"reward_weights": [float("inf")]}, "reward_weights"),
+        ({"reward_weights": [1.0, float("nan")]}, "reward_weights"),
+        ({"max_grad_norm": float("nan")}, "max_grad_norm"),
     ],
 )
 def test_invalid_config_names_the_field(tmp_path, overrides, field):
@@ -175,6 +182,67 @@ def test_weights_closed_form(tmp_path, tokenizer):
     items = [BufferItem(torch.zeros(1), torch.zeros(1), torch.tensor([r]), 0) for r in (0.1, 0.05)]
     expected = log_ratio + (rewards - torch.tensor([[0.1], [0.05]])) / 0.05
     torch.testing.assert_close(analytic._log_weights(log_ratio, rewards, items), expected)
+
+
+def _zero_then_two():
+    """Reward 0 for the generation round's samples X_1, 2 for every later call (the rollouts): r_k - r(X_1) = 2."""
+    calls = []
+
+    def zero_then_two(completions, **kwargs):
+        calls.append(len(completions))
+        return [0.0 if len(calls) == 1 else 2.0] * len(completions)
+
+    return zero_then_two
+
+
+def test_analytic_weights_beyond_float32(tmp_path, tokenizer):
+    """Rewards in {0, 2} with a small beta: analytic weights W = rho e^{2 / beta} (rho = 1 at the reference).
+
+    log W = 87: W is a float32 number but W log W is not; the loss used to be inf, it is now the float64 value.
+    log W = 100 (beta = 0.02): W itself overflowed float32, every parameter became NaN and HF logged the loss as 0.0;
+    it now fails at step 0 naming the weight and the cure.
+    """
+    beta = 2 / 87
+    trainer = make_trainer(
+        tmp_path, tokenizer, reward_funcs=_zero_then_two(), adjoint_estimator="analytic", beta=beta, max_steps=1
+    )
+    trainer.model.train()
+    inputs = trainer._prepare_inputs([{"prompt": p} for p in PROMPTS[:2]])
+    torch.testing.assert_close(inputs["weights"].log(), torch.full((2, 4), 87.0, dtype=torch.float64))
+    loss = trainer.compute_loss(trainer.model, inputs)
+    # At theta = u-bar (a = b) every per-jump loss is 1 - W + W log W.
+    w = torch.tensor(87.0, dtype=torch.float64).exp()
+    torch.testing.assert_close(loss.detach(), 1 - w + w * 87, rtol=1e-6, atol=0)
+    # The gradient, about W / 8 per jump, then overflows inside the network: a named error, not NaN parameters.
+    trainer = make_trainer(
+        tmp_path, tokenizer, reward_funcs=_zero_then_two(), adjoint_estimator="analytic", beta=beta, max_steps=1
+    )
+    with pytest.raises(
+        FloatingPointError, match=r"Step 0: the gradient of the DAM loss is not finite \(largest weight exp\(87.0"
+    ):
+        trainer.train()
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+    trainer = make_trainer(
+        tmp_path, tokenizer, reward_funcs=_zero_then_two(), adjoint_estimator="analytic", beta=0.02, max_steps=1
+    )
+    with pytest.raises(FloatingPointError, match=r"Step 0: the largest DAM weight is exp\(100.0\).*raise `beta`"):
+        trainer.train()
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
+def test_non_finite_loss_inputs_raise(tmp_path, tokenizer):
+    trainer = make_trainer(tmp_path, tokenizer)
+    trainer.model.train()
+    inputs = trainer._prepare_inputs([{"prompt": p} for p in PROMPTS[:2]])
+    assert torch.isfinite(trainer.compute_loss(trainer.model, inputs))
+    bad = {**inputs, "weights": inputs["weights"].clone()}
+    bad["weights"][1, 2] = float("nan")
+    with pytest.raises(FloatingPointError, match="Step 0: 1 DAM weights are not finite"):
+        trainer.compute_loss(trainer.model, bad)
+    bad = {**inputs, "logp_sampler": torch.full_like(inputs["logp_sampler"], -float("inf"))}
+    with pytest.raises(FloatingPointError, match="Step 0: the DAM loss is nan; the weights are finite"):
+        trainer.compute_loss(trainer.model, bad)
 
 
 def test_loss_options_run_and_log(tmp_path, tokenizer):
@@ -388,6 +456,10 @@ def _nan(completions, **kwargs):
     return [float("nan")] * len(completions)
 
 
+def _huge(completions, **kwargs):
+    return [1e39] * len(completions)  # a finite Python float, inf in float32
+
+
 def _too_few(completions, **kwargs):
     return [1.0]
 
@@ -403,6 +475,7 @@ def _abstains(completions, **kwargs):
         ([frac_a, _nan], ValueError, "Reward function '_nan' returned nan for completion 0"),
         ([frac_a, _too_few], ValueError, "'_too_few' returned 1 rewards for 2 completions"),
         ([_abstains], ValueError, r"Every reward function \(_abstains\) returned None for completion 0"),
+        ([frac_a, _huge], ValueError, "Step 0: reward function '_huge' returned a value beyond float32's range"),
     ],
 )
 def test_bad_rewards_raise_clearly_and_keep_the_buffer(tmp_path, tokenizer, reward_funcs, error, match):

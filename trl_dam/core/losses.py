@@ -59,14 +59,17 @@ def dam_loss(logp_model: Tensor, logp_sampler: Tensor, weights: Tensor, loss_typ
         weights (`FloatTensor[...]`): :math:`W \ge 0` (treated as a constant).
         loss_type (`str`): ``"gkl"`` or ``"l2"``.
     Returns:
-        `FloatTensor[...]`: per-sample losses (reduce them yourself).
+        `DoubleTensor[...]`: per-sample losses (reduce them yourself), computed in float64.
     """
-    b = logp_sampler.detach()
-    weights = weights.detach()
-    ratio = torch.exp(logp_model - b)
+    # float64: the weights of the analytic adjoint reach exp(dr / beta), and W log W overflows float32 well before the
+    # gradient e^(a-b) - W does (W = e^88 is a float32 number, 88 e^88 is not).
+    a = logp_model.double()
+    b = logp_sampler.detach().double()
+    weights = weights.detach().double()
+    ratio = torch.exp(a - b)
     if loss_type == "gkl":
         log_w = torch.log(weights)
-        return ratio - weights + torch.where(weights > 0, weights * (log_w + b - logp_model), torch.zeros_like(ratio))
+        return ratio - weights + torch.where(weights > 0, weights * (log_w + b - a), torch.zeros_like(ratio))
     if loss_type == "l2":
         return b.exp() * (ratio - weights) ** 2
     raise ValueError(f"loss_type must be 'gkl' or 'l2', got {loss_type!r}")

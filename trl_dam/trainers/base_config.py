@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -192,6 +193,19 @@ class DiffusionRLConfig(BaseConfig):
     )
 
     def __post_init__(self):
+        # Before TrainingArguments sees them: an inf learning rate or a NaN reward weight trains to NaN (or, for the
+        # weight, silently zeroes the reward) instead of failing.
+        for spec in dataclasses.fields(self):
+            value = getattr(self, spec.name)
+            if isinstance(value, float):
+                _check(math.isfinite(value), spec.name, "must be a finite number", value)
+        if self.reward_weights is not None:
+            _check(
+                all(math.isfinite(float(w)) for w in self.reward_weights),
+                "reward_weights",
+                "must hold finite numbers",
+                self.reward_weights,
+            )
         super().__post_init__()
         # TrainingArguments accepts 0, which only fails later (as an empty replay buffer, or a division by zero).
         _check(

@@ -9,6 +9,7 @@ from .grpo_names import BETA_NOTE, grpo_help, loss_type_requirement, resolve_grp
 
 LOSS_TYPES = ("gkl", "l2")
 ADJOINT_ESTIMATORS = ("importance_weighted", "analytic")
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 @dataclass
@@ -123,6 +124,12 @@ class DAMConfig(DiffusionRLConfig):
     def __post_init__(self):
         super().__post_init__()
         _check(self.beta > 0, "beta", f"must be > 0 (the reward enters as exp(r / beta)). {BETA_NOTE}", self.beta)
+        _check(
+            1.0 / self.beta < FLOAT32_MAX,
+            "beta",
+            f"must be >= {1 / FLOAT32_MAX:.3g} (1 / beta, the scale of r / beta, must be a float32 number)",
+            self.beta,
+        )
         _check(
             self.loss_type in LOSS_TYPES,
             "loss_type",
