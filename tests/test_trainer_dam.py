@@ -177,6 +177,15 @@ def test_weights_closed_form(tmp_path, tokenizer):
     torch.testing.assert_close(
         clipping._log_weights(log_ratio, rewards, []).exp(), 4 * torch.softmax(clipped + rewards / 0.05, dim=1)
     )
+    assert clipping._metrics["train"]["dam/clipped_fraction"] == [0.25]  # 2 of the 8 rollouts deviate by more than c
+    # With c = 1e9 nothing is clipped; the float rounding of the centring used to count as clipping (19-21%).
+    loose = make_trainer(tmp_path, tokenizer, max_log_weight=1e9)
+    spread = torch.randn(16, 4, generator=torch.Generator().manual_seed(0)) * 3
+    torch.testing.assert_close(
+        loose._log_weights(spread, rewards.repeat(8, 1), []),
+        torch.log(4 * torch.softmax(spread + rewards.repeat(8, 1) / 0.05, dim=1)),
+    )
+    assert loose._metrics["train"]["dam/clipped_fraction"] == [0.0]
 
     analytic = make_trainer(tmp_path, tokenizer, adjoint_estimator="analytic")
     items = [BufferItem(torch.zeros(1), torch.zeros(1), torch.tensor([r]), 0) for r in (0.1, 0.05)]
@@ -260,7 +269,9 @@ def test_loss_options_run_and_log(tmp_path, tokenizer):
     before = copy.deepcopy(trainer.model.state_dict())
     trainer.train()
     clipped = history(trainer, "dam/clipped_fraction")
-    assert clipped and max(clipped) > 0
+    # Step 0 samples from the reference itself: every log-ratio is 0, nothing deviates from its group mean by more
+    # than c (float rounding of the centring used to count as clipping); once the policy moves, some do.
+    assert len(clipped) == 3 and clipped[0] == 0.0 and max(clipped) > 0, clipped
     assert all(torch.isfinite(torch.tensor(history(trainer, "loss"))))
     assert any(not torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
     # inner_steps=2: generation rounds at steps 0 and 2 only; each adds 2 (states/micro-step) x 2 (accumulation).

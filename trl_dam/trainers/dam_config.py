@@ -45,8 +45,13 @@ class DAMConfig(DiffusionRLConfig):
             Clip the importance part of the log weights. Each rollout's path log-ratio
             $\log\rho_k = \sum_s \log p_{\mathrm{ref}} - \log p_\theta$ is centred on its group mean and clipped to
             $[-c, c]$ before the reward is added (truncated importance sampling; the softmax does not see the
-            centring). Bounds how much the KL correction alone can concentrate the weights; biased, so off (`None`) by
-            default. When on, the fraction of clipped rollouts is logged as `dam/clipped_fraction`.
+            centring). Bounds how much the KL correction alone can concentrate the weights. **A different objective**:
+            at $p^*$ the path ratio is exactly what cancels the reward ($\log\rho_k = \log h(X_t) - r_k/\beta$), so
+            once the spread of $r/\beta$ within a group exceeds $2c$ the fixed point is no longer $p^*$ and training
+            drifts towards reward maximisation (one token, $V = 6$, $\beta = 0.1$, $K = 8$, $c = 2$: ten on-policy
+            fixed-point iterations from $p^*$ reach KL$(p^*\|Q) = 0.67$, still rising, a token with $p^* = 0.058$
+            at $6.5 \cdot 10^{-4}$). Off (`None`) by default. When on, the fraction of rollouts whose
+            centred log-ratio exceeded $c$ is logged as `dam/clipped_fraction`.
 
         > Parameters that control the replay buffer and the loop
 
@@ -87,8 +92,9 @@ class DAMConfig(DiffusionRLConfig):
     max_log_weight: float | None = field(
         default=None,
         metadata={
-            "help": "Clip each rollout's centred path log-ratio to [-c, c] (truncated importance sampling). "
-            "None (default) leaves the weights exact."
+            "help": "Clip each rollout's centred path log-ratio to [-c, c] (truncated importance sampling). A "
+            "different objective: the fixed point is no longer p* but drifts towards reward maximisation once the "
+            "spread of r / beta in a group exceeds 2c. None (default) leaves the weights exact."
         },
     )
     per_device_prompts_per_generation: int | None = field(

@@ -33,6 +33,7 @@ from trl_dam.core import (
     BufferItem,
     ReplayBuffer,
     analytic_log_adjoint,
+    clip_log_ratio,
     dam_loss,
     effective_sample_size,
     gather_jump_log_probs,
@@ -290,14 +291,14 @@ class DAMTrainer(DiffusionRLTrainer):
         r"""Truncated importance sampling (`max_log_weight = c`): clip $\log\rho_k - \overline{\log\rho}$ to $[-c, c]$.
 
         The group mean $\overline{\log\rho}$ is put back afterwards, so with the self-normalised weights (which are
-        shift invariant) only the spread of the path ratios within a state is bounded, by $e^{2c}$.
+        shift invariant) only the spread of the path ratios within a state is bounded, by $e^{2c}$. This moves the
+        fixed point away from $p^*$ towards reward maximisation (see [`~trl_dam.core.adjoint.clip_log_ratio`]).
         """
         c = self.args.max_log_weight
         if c is None:
             return log_ratio
-        centre = log_ratio.mean(dim=1, keepdim=True)
-        clipped = centre + (log_ratio - centre).clamp(-c, c)
-        self._log_mean("dam/clipped_fraction", (clipped != log_ratio).float())
+        clipped, was_clipped = clip_log_ratio(log_ratio, c, dim=1)
+        self._log_mean("dam/clipped_fraction", was_clipped.float())
         return clipped
 
     def _log_rollout_metrics(self, log_ratio, log_weights, rewards, revealed, positions, seconds: float) -> None:
