@@ -101,6 +101,20 @@ def test_expected_gkl_loss_is_the_generalized_kl(jump_laws):
     torch.testing.assert_close(_expected_loss(theta, q_bar, q_star, "l2"), l2, rtol=1e-12, atol=1e-14)
 
 
+def test_token_log_probs_leave_gkl_alone_and_reweight_l2_by_one_over_pi(jump_laws):
+    """Passing log p(v|x, i) instead of log Q = log pi + log p(v|x, i) (as the trainers do; here pi = 1/3, one token
+    per jump from 3 masks): the gKL loss is unchanged, the l2 loss is multiplied by 1/pi = C(3, 1) = 3."""
+    _, q_star, q_bar = jump_laws
+    theta = torch.randn(q_bar.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    a, b, weights = torch.log_softmax(theta, -1), q_bar.log(), q_star / q_bar
+    log_pi = -math.log(LENGTH)
+    for loss_type, factor in (("gkl", 1.0), ("l2", LENGTH)):
+        with_pi = (q_bar * dam_loss(a, b, weights, loss_type)).sum()
+        tokens_only = (q_bar * dam_loss(a - log_pi, b - log_pi, weights, loss_type)).sum()
+        torch.testing.assert_close(tokens_only, factor * with_pi, rtol=1e-12, atol=0)
+    assert float(with_pi) > 1e-3  # not a trivial 0 = 3 * 0
+
+
 def test_dam_loss_values_and_gradient_by_hand():
     a = torch.tensor([-1.0, -2.0, -0.5, -3.0], dtype=torch.float64, requires_grad=True)
     b = torch.tensor([-1.0, -1.5, -0.7, -2.0], dtype=torch.float64)

@@ -125,15 +125,21 @@ def test_reward_rises(tmp_path, tokenizer):
 # ---------------------------------------------------------------------------------------------------- the loss
 
 
-def test_gradient_is_weighted_first_jump_score(tmp_path, tokenizer):
-    """At theta = u-bar the trainer's loss gradient is mean_k (1 - W_k) grad a_k, a_k = log Q_theta(Y_k | X_t)."""
-    trainer = make_trainer(tmp_path, tokenizer, per_device_train_batch_size=12, num_generations=4)
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_gradient_is_weighted_first_jump_score(tmp_path, tokenizer, temperature):
+    """The trainer's loss gradient is mean_k (e^{a_k - b_k} - W_k) grad a_k, a_k = log Q_theta(Y_k | X_t), b_k the
+    sampler's: mean_k (1 - W_k) grad a_k at theta = u-bar at temperature 1 only (the docstrings used to say always)."""
+    trainer = make_trainer(
+        tmp_path, tokenizer, per_device_train_batch_size=12, num_generations=4, temperature=temperature
+    )
     rows = [{"prompt": p} for p in PROMPTS[:3]]
     trainer.model.train()
     inputs = trainer._prepare_inputs(rows)
     states, num = inputs["weights"].shape
     assert (states, num) == (3, 4)
-    assert torch.allclose(inputs["weights"].mean(1), torch.ones(3), atol=1e-5)  # (1/K) sum_k W_k = 1
+    assert torch.allclose(
+        inputs["weights"].mean(1), torch.ones(3, dtype=torch.float64), atol=1e-12
+    )  # (1/K) sum_k W_k = 1
 
     params = [p for p in trainer.model.parameters() if p.requires_grad]
     loss = trainer.compute_loss(trainer.model, inputs)
@@ -149,12 +155,19 @@ def test_gradient_is_weighted_first_jump_score(tmp_path, tokenizer):
         inputs["tokens"].reshape(states * num, -1),
         trainer.mask_token_id,
     ).view(states, num)
-    torch.testing.assert_close(a.detach(), inputs["logp_sampler"], atol=1e-5, rtol=0)  # theta = u-bar
-    surrogate = ((1 - inputs["weights"]) * a).mean()
-    expected = torch.autograd.grad(surrogate, params)
+    b, weights = inputs["logp_sampler"], inputs["weights"].float()
+    if temperature == 1.0:
+        torch.testing.assert_close(a.detach(), b, atol=1e-5, rtol=0)  # theta = u-bar
+    else:
+        assert float((a.detach() - b).abs().max()) > 0.05  # the tempered sampler is not the model
+    surrogate = ((torch.exp(a.detach() - b) - weights) * a).mean()
+    expected = torch.autograd.grad(surrogate, params, retain_graph=True)
     for g, e in zip(grads, expected):
         torch.testing.assert_close(g, e, atol=1e-6, rtol=1e-4)
     assert max(float(g.abs().max()) for g in grads) > 1e-4  # the check is not vacuous
+    naive = torch.autograd.grad(((1 - weights) * a).mean(), params)
+    gap = max(float((g - n).abs().max()) for g, n in zip(grads, naive))
+    assert (gap < 1e-5) if temperature == 1.0 else (gap > 1e-3), gap
 
     # The K first jumps read from one forward on X_t equal the K separate forwards.
     logits = trainer.adapter.logits(trainer.model, inputs["x_t"], trainer._attention_mask(inputs["x_t"]))

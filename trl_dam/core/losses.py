@@ -50,8 +50,16 @@ def dam_loss(logp_model: Tensor, logp_sampler: Tensor, weights: Tensor, loss_typ
     .. math:: \frac{1}{Q^{\bar u}}\big(Q^\theta - w\big)^2 = e^{b}\,\big(e^{a-b} - W\big)^2
 
     In expectation over :math:`Y \sim Q^{\bar u}` both equal the full divergence :math:`\sum_y D(Q^\theta(y), w(y))`,
-    whose minimiser is :math:`Q^\theta = w`. At :math:`\theta = \bar u` the gKL gradient is
-    :math:`(1 - W)\nabla a`.
+    whose minimiser is :math:`Q^\theta = w`. The gKL gradient is :math:`(e^{a-b} - W)\nabla a`: :math:`(1 - W)\nabla a`
+    at :math:`\theta = \bar u` *if* the sampler is the model itself (temperature 1); a tempered sampler has
+    :math:`b \ne a` there.
+
+    The gKL loss only sees :math:`a - b` and :math:`W`, in which the position choice :math:`\pi` of
+    :math:`Q = \pi\, p(v|x, i)` cancels, so callers may pass token log-probabilities :math:`\log p(v|x, i)` (the
+    trainers do). The l2 prefactor :math:`e^b` does not cancel: with token log-probabilities it is
+    :math:`Q^{\bar u}/\pi`, so the term of a state with :math:`|M|` masks revealing :math:`k` tokens per jump is
+    weighted by :math:`1/\pi = \binom{|M|}{k}` relative to the formula above (same per-state minimiser, but states
+    with many masks count more).
 
     Args:
         logp_model (`FloatTensor[...]`): :math:`a` (requires grad).

@@ -12,7 +12,8 @@ One optimizer step, following the paper's Algorithm 1 (the data path reads top t
 5. loss on the K first jumps $Y_k$ of each state, all read from ONE forward of the policy on $X_t$
    (`compute_loss`): $\ell(a_k) = e^{a_k - b_k} - W_k + W_k(\log W_k + b_k - a_k)$,
    $a_k = \log Q^\theta(Y_k|X_t)$, $b_k = \log Q^{\bar u}(Y_k|X_t)$ (the sampler's, detached);
-   at $\theta = \bar u$ its gradient is $\frac1K\sum_k (1 - W_k)\nabla a_k$.
+   its gradient is $\frac1K\sum_k (e^{a_k - b_k} - W_k)\nabla a_k$, i.e. $\frac1K\sum_k (1 - W_k)\nabla a_k$ at
+   $\theta = \bar u$ when `temperature = 1` (a tempered sampler has $b_k \ne a_k$ there).
 """
 
 from __future__ import annotations
