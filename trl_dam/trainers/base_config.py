@@ -47,7 +47,10 @@ class DiffusionRLConfig(BaseConfig):
             on the model's confidence, so likelihood ratios computed on its paths are approximate.
         diffusion_steps (`int`, *optional*):
             Denoiser calls to fill a fully masked completion; `tokens_per_step = ceil(N / diffusion_steps)`. `None`
-            means N steps, one token per step (the exact jump chain).
+            means N steps, one token per step (the exact jump chain). For DAM training keep `None` where exactness
+            matters: with $k > 1$ tokens per step the path ratios stay exact, but a $k$-token jump of the model draws
+            its tokens independently, so training lands on the product of the optimal jump's marginals, not on
+            $p^*$ (2 tokens, $k = 2$, $r = 1\{a = b\}$, $\beta = 0.5$: KL$(p^*\|$learned$) = 0.40$).
         block_length (`int`, *optional*):
             Block size of the `"low_confidence"` sampler; must divide `max_completion_length`. `None`: one block.
         temperature (`float`, *optional*, defaults to `1.0`):
@@ -143,7 +146,10 @@ class DiffusionRLConfig(BaseConfig):
     )
     diffusion_steps: int | None = field(
         default=None,
-        metadata={"help": "Denoiser calls for a fully masked completion; None means one token per step."},
+        metadata={
+            "help": "Denoiser calls for a fully masked completion; None means one token per step. DAM is exact only "
+            "with one token per step: with k > 1 it lands on the product of the optimal jump's marginals."
+        },
     )
     block_length: int | None = field(
         default=None,

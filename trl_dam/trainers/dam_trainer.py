@@ -68,6 +68,12 @@ class DAMTrainer(DiffusionRLTrainer):
     importance-weighted discrete adjoint. The reference $p^{\mathrm{base}}$ is the model you start from and is never
     synced to the policy.
 
+    $p^*$ is the exact fixed point with the `"ctmc"` sampler, one token per step and an order-consistent base (one
+    whose conditionals come from a single joint law). Bases that are not (LLaDA, most trained masked LMs) make the
+    model settle at $p_\theta(v|x,i) \propto p_{\mathrm{base}}(v|x,i)\, h(x \oplus (i, v))$ instead, close to but not
+    at $p^*$; several tokens per step land on the product of the optimal jump's marginals; `max_log_weight` and the
+    `"analytic"` estimator change the target (see [`DAMConfig`]).
+
     Example:
 
     ```python
