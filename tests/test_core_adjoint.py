@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -9,6 +10,8 @@ import torch
 
 from trl_dam.core import (
     analytic_log_adjoint,
+    clip_log_ratio,
+    dam_loss,
     effective_sample_size,
     importance_log_weights,
     importance_weighted_log_adjoint,
@@ -199,3 +202,139 @@ def test_effective_sample_size():
     torch.testing.assert_close(effective_sample_size(log_w), w.sum(1) ** 2 / (w**2).sum(1))
     torch.testing.assert_close(effective_sample_size(log_w.T, dim=0), w.sum(1) ** 2 / (w**2).sum(1))
     torch.testing.assert_close(self_normalized_weights(log_w), 16 * w / w.sum(1, keepdim=True))
+
+
+def test_clip_log_ratio_values_and_what_counts_as_clipped():
+    log_ratio = torch.tensor([[0.0, -1.0, 3.0, 0.2], [2.0, 2.0, 2.0, 2.0], [0.1, 0.2, 0.3, 0.4]])
+    clipped, was_clipped = clip_log_ratio(log_ratio, 1.0)
+    # Row 0: centre 0.55, deviations -0.55, -1.55, 2.45, -0.35 -> the middle two are clipped to -1 and 1.
+    torch.testing.assert_close(clipped[0], torch.tensor([0.0, -0.45, 1.55, 0.2]))
+    assert was_clipped.tolist() == [[False, True, True, False], [False] * 4, [False] * 4]
+    torch.testing.assert_close(clipped[1:], log_ratio[1:])
+    # Float rounding of the centring is not clipping: with c = 1e9 nothing is (it used to count 19-21% of rollouts).
+    noisy = torch.randn(64, 8, generator=torch.Generator().manual_seed(0)) * 3
+    assert not clip_log_ratio(noisy, 1e9)[1].any()
+
+
+def _one_token_target(log_q, log_base, reward, beta, num, clip=None):
+    """Exact E[(1/K) sum_k W_k 1{Y_k = y}] for one masked token, Y_1..Y_K iid from q: the rate the DAM loss pulls
+    Q_theta(y) towards at theta = q. Every multiset of K draws is enumerated with its multinomial probability."""
+    vocab = len(log_q)
+    draws = torch.tensor(list(itertools.combinations_with_replacement(range(vocab), num)))
+    counts = torch.nn.functional.one_hot(draws, vocab).sum(1).double()
+    log_prob = math.lgamma(num + 1) - torch.lgamma(counts + 1).sum(1) + (counts * log_q).sum(1)
+    log_ratio = log_base[draws] - log_q[draws]  # one jump: the path ratio is the first-jump ratio
+    if clip is not None:
+        log_ratio, _ = clip_log_ratio(log_ratio, clip)
+    weights = self_normalized_weights(importance_log_weights(log_ratio, reward[draws], beta))
+    per_draw = torch.zeros(len(draws), vocab, dtype=torch.float64).scatter_add_(1, draws, weights) / num
+    return log_prob.exp() @ per_draw
+
+
+def test_clipping_moves_the_fixed_point_towards_reward_maximisation():
+    """One token, V = 6, beta = 0.1, K = 8, c = 2 (the spread of r / beta is 5.9 > 2c).
+
+    At Q = p* every unclipped W_k is exactly 1 (log rho_k = log h - r_k / beta), so the expected target is p*; the
+    clipped one is off by 4.9e-2, and iterating Q <- target(Q) (on-policy training of an expressive model) moves
+    probability from low-reward tokens to the best one.
+    """
+    gen = torch.Generator().manual_seed(3)
+    log_base = torch.log_softmax(torch.randn(6, generator=gen, dtype=torch.float64), -1)
+    reward = torch.rand(6, generator=gen, dtype=torch.float64)
+    beta, num, c = 0.1, 8, 2.0
+    p_star = torch.softmax(log_base + reward / beta, -1)
+
+    exact = _one_token_target(p_star.log(), log_base, reward, beta, num)
+    clipped = _one_token_target(p_star.log(), log_base, reward, beta, num, clip=c)
+    assert float((exact - p_star).abs().max()) < 1e-12
+    assert float((clipped - p_star).abs().max()) > 3e-2  # measured 4.9e-2
+
+    q = p_star
+    for _ in range(10):
+        q = _one_token_target(q.log(), log_base, reward, beta, num, clip=c)
+        q = q / q.sum()
+    kl = float((p_star * (p_star.log() - q.log())).sum())
+    assert kl > 0.4, kl  # measured 0.67, still rising
+    assert float(q @ reward) > float(p_star @ reward) + 0.03  # measured 0.724 -> 0.766
+    low = int(torch.argmin(reward))
+    assert float(q[low]) < 1e-3 * float(p_star[low])  # measured 4.3e-3 -> 1.1e-11
+
+
+def _first_jump_fixed_point(toy, base, exp_reward):
+    """The table denoiser with p(v|x, i) proportional to p_base(v|x, i) h(x with x_i = v), at every state: where
+    first-jump DAM settles when the model picks positions uniformly (each position's tokens are normalised apart)."""
+    states = list(itertools.product(range(VOCAB), repeat=LENGTH))
+    h = {s: float(toy.exact_final_distribution(base, list(s), MASK, VOCAB) @ exp_reward) for s in states}
+    fixed = toy.TableDenoiser(LENGTH, VOCAB, seed=0)
+    fixed.table = torch.zeros_like(fixed.table)
+    for state in states:
+        p_base = toy.token_probs(base(torch.tensor([state]))[0], MASK)
+        for i in (i for i, t in enumerate(state) if t == MASK):
+            for v in REAL:
+                after = tuple(v if j == i else t for j, t in enumerate(state))
+                fixed.table[int(toy.encode(torch.tensor(state), VOCAB)), i, v] = math.log(p_base[i, v] * h[after])
+    return fixed, h
+
+
+def _kl_to_p_star(toy, model, base, exp_reward) -> tuple[float, float]:
+    start = [MASK] * LENGTH
+    p_base = toy.exact_final_distribution(base, start, MASK, VOCAB)
+    p_star = p_base * exp_reward / (p_base @ exp_reward)
+    p_model = toy.exact_final_distribution(model, start, MASK, VOCAB)
+    support = p_star > 0
+
+    def kl(p):
+        return float((p_star[support] * (p_star[support] / p[support]).log()).sum())
+
+    return kl(p_model), kl(p_base)
+
+
+def test_first_jump_fixed_point_is_p_star_only_for_order_consistent_bases(toy):
+    """3 tokens, 3 real values. For a base whose conditionals come from one joint law (order-consistent, like an ideal
+    masked LM) the fixed point p(v|x,i) ~ p_base(v|x,i) h(x + (i,v)) reproduces p* exactly; for an arbitrary table
+    (LLaDA is not order-consistent either) the per-position normalisers sum_v p_base h differ between positions,
+    uniform position choice cannot express that, and the fixed point misses p* (though far closer than the base)."""
+    reward = torch.rand(VOCAB**LENGTH, generator=torch.Generator().manual_seed(51), dtype=torch.float64)
+    exp_reward = torch.exp(reward / BETA)
+
+    inconsistent = toy.TableDenoiser(LENGTH, VOCAB, seed=52, scale=1.0)
+    fixed, h = _first_jump_fixed_point(toy, inconsistent, exp_reward)
+    kl_fixed, kl_base = _kl_to_p_star(toy, fixed, inconsistent, exp_reward)
+    assert 3e-3 < kl_fixed < 2e-2 and kl_base > 0.1, (kl_fixed, kl_base)  # measured 7.3e-3 vs 0.21 at the base
+
+    # The same fixed point is where the exact expected first-jump DAM loss is stationary, for a model whose jump
+    # law is (1/|M|) softmax(theta_i)[v] (uniform positions): the gradient vanishes there and not at p*'s law.
+    x = (MASK,) * LENGTH
+    p_base = toy.token_probs(inconsistent(torch.tensor([x]))[0], MASK)[:, :MASK]
+    h_y = torch.tensor([[h[tuple(v if j == i else MASK for j in range(LENGTH))] for v in REAL] for i in range(LENGTH)])
+    q_star = p_base / LENGTH * h_y / h[x]
+    q_bar = torch.full_like(q_star, 1 / (LENGTH * MASK))
+
+    def gradient(theta):
+        theta = theta.clone().requires_grad_(True)
+        a = torch.log_softmax(theta, -1) - math.log(LENGTH)
+        loss = (q_bar * dam_loss(a, q_bar.log(), q_star / q_bar)).sum()
+        return torch.autograd.grad(loss, theta)[0]
+
+    assert float(gradient((p_base * h_y).log()).abs().max()) < 1e-12
+    assert float(gradient(p_base.log()).abs().max()) > 1e-3
+    # Q* is not representable with uniform positions: it puts different mass on the positions.
+    position_mass = q_star.sum(1)
+    assert float(position_mass.max() - position_mass.min()) > 1e-2, position_mass
+
+    # Control: conditionals of one joint law over complete sequences.
+    joint = torch.rand(MASK**LENGTH, generator=torch.Generator().manual_seed(53), dtype=torch.float64)
+    complete = list(itertools.product(REAL, repeat=LENGTH))
+    consistent = toy.TableDenoiser(LENGTH, VOCAB, seed=0)
+    for state in itertools.product(range(VOCAB), repeat=LENGTH):
+        for i in (i for i, t in enumerate(state) if t == MASK):
+            for v in REAL:
+                mass = sum(
+                    float(p)
+                    for z, p in zip(complete, joint)
+                    if z[i] == v and all(t in (MASK, zj) for t, zj in zip(state, z))
+                )
+                consistent.table[int(toy.encode(torch.tensor(state), VOCAB)), i, v] = math.log(mass)
+    fixed, _ = _first_jump_fixed_point(toy, consistent, exp_reward)
+    kl_fixed, kl_base = _kl_to_p_star(toy, fixed, consistent, exp_reward)
+    assert kl_fixed < 1e-12 and kl_base > 1e-2, (kl_fixed, kl_base)

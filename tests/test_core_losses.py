@@ -101,6 +101,20 @@ def test_expected_gkl_loss_is_the_generalized_kl(jump_laws):
     torch.testing.assert_close(_expected_loss(theta, q_bar, q_star, "l2"), l2, rtol=1e-12, atol=1e-14)
 
 
+def test_token_log_probs_leave_gkl_alone_and_reweight_l2_by_one_over_pi(jump_laws):
+    """Passing log p(v|x, i) instead of log Q = log pi + log p(v|x, i) (as the trainers do; here pi = 1/3, one token
+    per jump from 3 masks): the gKL loss is unchanged, the l2 loss is multiplied by 1/pi = C(3, 1) = 3."""
+    _, q_star, q_bar = jump_laws
+    theta = torch.randn(q_bar.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    a, b, weights = torch.log_softmax(theta, -1), q_bar.log(), q_star / q_bar
+    log_pi = -math.log(LENGTH)
+    for loss_type, factor in (("gkl", 1.0), ("l2", LENGTH)):
+        with_pi = (q_bar * dam_loss(a, b, weights, loss_type)).sum()
+        tokens_only = (q_bar * dam_loss(a - log_pi, b - log_pi, weights, loss_type)).sum()
+        torch.testing.assert_close(tokens_only, factor * with_pi, rtol=1e-12, atol=0)
+    assert float(with_pi) > 1e-3  # not a trivial 0 = 3 * 0
+
+
 def test_dam_loss_values_and_gradient_by_hand():
     a = torch.tensor([-1.0, -2.0, -0.5, -3.0], dtype=torch.float64, requires_grad=True)
     b = torch.tensor([-1.0, -1.5, -0.7, -2.0], dtype=torch.float64)
@@ -155,3 +169,43 @@ def test_generalized_kl_by_hand():
     log_u = torch.randn(200, 6, generator=gen, dtype=torch.float64).requires_grad_(True)
     (grad,) = torch.autograd.grad(generalized_kl(log_u, log_w).sum(), log_u)
     torch.testing.assert_close(grad, log_u.detach().exp() - log_w.exp())
+
+
+def test_k_tokens_per_jump_land_on_the_product_of_the_targets_marginals(toy):
+    """``tokens_per_step = 2`` on 2 tokens, r = 1{a = b}, beta = 0.5: one jump reveals both tokens, each drawn
+    independently from the model, so the model's jumps are product distributions p_1(a) p_2(b). The path ratios are
+    exact, but the minimiser of the exact expected DAM loss over products is the product of Q*'s marginals, not Q*:
+    training is biased by the mutual information of p* (measured KL(p* || learned) = 0.40 here)."""
+    base = toy.TableDenoiser(2, VOCAB, seed=41, scale=0.5)
+    x = torch.tensor([[MASK, MASK]])
+    p_base = toy.token_probs(base(x)[0], MASK)[:, :MASK]  # [position, real token]
+    reward = torch.eye(MASK, dtype=torch.float64)  # r(a, b) = 1{a = b}
+    q_base = p_base[0][:, None] * p_base[1][None, :]  # the base jump law = its final law (both tokens at once)
+    q_star = q_base * torch.exp(reward / BETA)
+    q_star = (q_star / q_star.sum()).flatten()  # = p*
+    sampler = torch.softmax(torch.randn(2, MASK, generator=torch.Generator().manual_seed(42), dtype=torch.float64), -1)
+    q_bar = (sampler[0][:, None] * sampler[1][None, :]).flatten()
+
+    theta = torch.zeros(2, MASK, dtype=torch.float64, requires_grad=True)
+
+    def expected_loss():
+        log_p = torch.log_softmax(theta, -1)
+        a = (log_p[0][:, None] + log_p[1][None, :]).flatten()  # a = log p_1(a) + log p_2(b), as gather_jump_log_probs
+        return (q_bar * dam_loss(a, q_bar.log(), q_star / q_bar)).sum()
+
+    opt = torch.optim.LBFGS([theta], lr=1, max_iter=200, tolerance_grad=1e-12, tolerance_change=1e-14)
+
+    def closure():
+        opt.zero_grad()
+        loss = expected_loss()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    learned = torch.softmax(theta.detach(), -1)
+    marginals = q_star.view(MASK, MASK)
+    torch.testing.assert_close(learned[0], marginals.sum(1), atol=1e-6, rtol=0)
+    torch.testing.assert_close(learned[1], marginals.sum(0), atol=1e-6, rtol=0)
+    product = (learned[0][:, None] * learned[1][None, :]).flatten()
+    kl = float((q_star * (q_star.log() - product.log())).sum())
+    assert 0.3 < kl < 0.5, kl  # measured 0.40: the mutual information of p*

@@ -212,6 +212,27 @@ def test_jump_log_probs_values_and_gradient(toy):
     assert table.grad[code1, 0].abs().max() == 0 and table.grad[code1, 3].abs().max() > 0
 
 
+def test_jump_log_probs_padded_slots_with_mask_id_zero(toy):
+    """Padded slots (``-1``) read token 0; with mask id 0 that is the mask's -inf log-prob, which must not leak.
+
+    They occur when k > 1 and fewer than k masks remain, and in the low-confidence sampler's padded slots.
+    Before the fix the padded slot gave ``-inf * 0 = NaN`` in the value and the gradient.
+    """
+    mask_id = 0
+    model = toy.TableDenoiser(LENGTH, VOCAB, seed=5)
+    table = model.table.clone().requires_grad_(True)
+    x = torch.tensor([[1, 0, 2, 3], [0, 0, 0, 0]])
+    positions = torch.tensor([[1, -1], [2, 3]])
+    tokens = torch.tensor([[3, -1], [1, 2]])
+    out = jump_log_probs(lambda s: table[toy.encode(s, VOCAB)], x, positions, tokens, mask_id)
+    logp0 = torch.log(toy.token_probs(model(x[:1])[0], mask_id))
+    logp1 = torch.log(toy.token_probs(model(x[1:])[0], mask_id))
+    expected = torch.stack([logp0[1, 3], logp1[2, 1] + logp1[3, 2]])
+    torch.testing.assert_close(out.double(), expected, atol=1e-5, rtol=0)
+    out.sum().backward()
+    assert torch.isfinite(table.grad).all()
+
+
 def test_jump_log_probs_matches_sampler_first_step(toy):
     mask_id = 3
     model = toy.TableDenoiser(LENGTH, VOCAB, seed=3)

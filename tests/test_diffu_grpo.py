@@ -63,6 +63,9 @@ def reference_log_probs(trainer, model, sequences, seed):
         ({"per_device_train_batch_size": 6}, "per_device_train_batch_size"),
         ({"block_length": 4}, "block_length"),
         ({"temperature": 0.0}, "temperature"),
+        ({"beta": float("inf")}, "beta"),
+        ({"epsilon": float("nan")}, "epsilon"),
+        ({"reward_weights": [float("nan")]}, "reward_weights"),
     ],
 )
 def test_invalid_config_names_the_field(tmp_path, overrides, field):

@@ -52,6 +52,13 @@ def make_trainer(tmp_path, tokenizer, reward_funcs=frac_a, dataset=None, model=N
         ({"diffusion_steps": 7}, "diffusion_steps"),
         ({"block_length": 4}, "block_length"),
         ({"sampler": "low_confidence", "block_length": 3, "diffusion_steps": 3}, "diffusion_steps"),
+        # Non-finite values used to be accepted and trained to NaN (or, for a NaN reward weight, zeroed the reward).
+        ({"learning_rate": float("inf")}, "learning_rate"),
+        ({"beta": float("nan")}, "beta"),
+        ({"beta": 1e-40}, "beta"),  # 1 / beta overflows float32
+        ({"reward_weights": [float("inf")]}, "reward_weights"),
+        ({"reward_weights": [1.0, float("nan")]}, "reward_weights"),
+        ({"max_grad_norm": float("nan")}, "max_grad_norm"),
     ],
 )
 def test_invalid_config_names_the_field(tmp_path, overrides, field):
@@ -118,15 +125,21 @@ def test_reward_rises(tmp_path, tokenizer):
 # ---------------------------------------------------------------------------------------------------- the loss
 
 
-def test_gradient_is_weighted_first_jump_score(tmp_path, tokenizer):
-    """At theta = u-bar the trainer's loss gradient is mean_k (1 - W_k) grad a_k, a_k = log Q_theta(Y_k | X_t)."""
-    trainer = make_trainer(tmp_path, tokenizer, per_device_train_batch_size=12, num_generations=4)
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_gradient_is_weighted_first_jump_score(tmp_path, tokenizer, temperature):
+    """The trainer's loss gradient is mean_k (e^{a_k - b_k} - W_k) grad a_k, a_k = log Q_theta(Y_k | X_t), b_k the
+    sampler's: mean_k (1 - W_k) grad a_k at theta = u-bar at temperature 1 only (the docstrings used to say always)."""
+    trainer = make_trainer(
+        tmp_path, tokenizer, per_device_train_batch_size=12, num_generations=4, temperature=temperature
+    )
     rows = [{"prompt": p} for p in PROMPTS[:3]]
     trainer.model.train()
     inputs = trainer._prepare_inputs(rows)
     states, num = inputs["weights"].shape
     assert (states, num) == (3, 4)
-    assert torch.allclose(inputs["weights"].mean(1), torch.ones(3), atol=1e-5)  # (1/K) sum_k W_k = 1
+    assert torch.allclose(
+        inputs["weights"].mean(1), torch.ones(3, dtype=torch.float64), atol=1e-12
+    )  # (1/K) sum_k W_k = 1
 
     params = [p for p in trainer.model.parameters() if p.requires_grad]
     loss = trainer.compute_loss(trainer.model, inputs)
@@ -142,12 +155,19 @@ def test_gradient_is_weighted_first_jump_score(tmp_path, tokenizer):
         inputs["tokens"].reshape(states * num, -1),
         trainer.mask_token_id,
     ).view(states, num)
-    torch.testing.assert_close(a.detach(), inputs["logp_sampler"], atol=1e-5, rtol=0)  # theta = u-bar
-    surrogate = ((1 - inputs["weights"]) * a).mean()
-    expected = torch.autograd.grad(surrogate, params)
+    b, weights = inputs["logp_sampler"], inputs["weights"].float()
+    if temperature == 1.0:
+        torch.testing.assert_close(a.detach(), b, atol=1e-5, rtol=0)  # theta = u-bar
+    else:
+        assert float((a.detach() - b).abs().max()) > 0.05  # the tempered sampler is not the model
+    surrogate = ((torch.exp(a.detach() - b) - weights) * a).mean()
+    expected = torch.autograd.grad(surrogate, params, retain_graph=True)
     for g, e in zip(grads, expected):
         torch.testing.assert_close(g, e, atol=1e-6, rtol=1e-4)
     assert max(float(g.abs().max()) for g in grads) > 1e-4  # the check is not vacuous
+    naive = torch.autograd.grad(((1 - weights) * a).mean(), params)
+    gap = max(float((g - n).abs().max()) for g, n in zip(grads, naive))
+    assert (gap < 1e-5) if temperature == 1.0 else (gap > 1e-3), gap
 
     # The K first jumps read from one forward on X_t equal the K separate forwards.
     logits = trainer.adapter.logits(trainer.model, inputs["x_t"], trainer._attention_mask(inputs["x_t"]))
@@ -170,11 +190,81 @@ def test_weights_closed_form(tmp_path, tokenizer):
     torch.testing.assert_close(
         clipping._log_weights(log_ratio, rewards, []).exp(), 4 * torch.softmax(clipped + rewards / 0.05, dim=1)
     )
+    assert clipping._metrics["train"]["dam/clipped_fraction"] == [0.25]  # 2 of the 8 rollouts deviate by more than c
+    # With c = 1e9 nothing is clipped; the float rounding of the centring used to count as clipping (19-21%).
+    loose = make_trainer(tmp_path, tokenizer, max_log_weight=1e9)
+    spread = torch.randn(16, 4, generator=torch.Generator().manual_seed(0)) * 3
+    torch.testing.assert_close(
+        loose._log_weights(spread, rewards.repeat(8, 1), []),
+        torch.log(4 * torch.softmax(spread + rewards.repeat(8, 1) / 0.05, dim=1)),
+    )
+    assert loose._metrics["train"]["dam/clipped_fraction"] == [0.0]
 
     analytic = make_trainer(tmp_path, tokenizer, adjoint_estimator="analytic")
     items = [BufferItem(torch.zeros(1), torch.zeros(1), torch.tensor([r]), 0) for r in (0.1, 0.05)]
     expected = log_ratio + (rewards - torch.tensor([[0.1], [0.05]])) / 0.05
     torch.testing.assert_close(analytic._log_weights(log_ratio, rewards, items), expected)
+
+
+def _zero_then_two():
+    """Reward 0 for the generation round's samples X_1, 2 for every later call (the rollouts): r_k - r(X_1) = 2."""
+    calls = []
+
+    def zero_then_two(completions, **kwargs):
+        calls.append(len(completions))
+        return [0.0 if len(calls) == 1 else 2.0] * len(completions)
+
+    return zero_then_two
+
+
+def test_analytic_weights_beyond_float32(tmp_path, tokenizer):
+    """Rewards in {0, 2} with a small beta: analytic weights W = rho e^{2 / beta} (rho = 1 at the reference).
+
+    log W = 87: W is a float32 number but W log W is not; the loss used to be inf, it is now the float64 value.
+    log W = 100 (beta = 0.02): W itself overflowed float32, every parameter became NaN and HF logged the loss as 0.0;
+    it now fails at step 0 naming the weight and the cure.
+    """
+    beta = 2 / 87
+    trainer = make_trainer(
+        tmp_path, tokenizer, reward_funcs=_zero_then_two(), adjoint_estimator="analytic", beta=beta, max_steps=1
+    )
+    trainer.model.train()
+    inputs = trainer._prepare_inputs([{"prompt": p} for p in PROMPTS[:2]])
+    torch.testing.assert_close(inputs["weights"].log(), torch.full((2, 4), 87.0, dtype=torch.float64))
+    loss = trainer.compute_loss(trainer.model, inputs)
+    # At theta = u-bar (a = b) every per-jump loss is 1 - W + W log W.
+    w = torch.tensor(87.0, dtype=torch.float64).exp()
+    torch.testing.assert_close(loss.detach(), 1 - w + w * 87, rtol=1e-6, atol=0)
+    # The gradient, about W / 8 per jump, then overflows inside the network: a named error, not NaN parameters.
+    trainer = make_trainer(
+        tmp_path, tokenizer, reward_funcs=_zero_then_two(), adjoint_estimator="analytic", beta=beta, max_steps=1
+    )
+    with pytest.raises(
+        FloatingPointError, match=r"Step 0: the gradient of the DAM loss is not finite \(largest weight exp\(87.0"
+    ):
+        trainer.train()
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+    trainer = make_trainer(
+        tmp_path, tokenizer, reward_funcs=_zero_then_two(), adjoint_estimator="analytic", beta=0.02, max_steps=1
+    )
+    with pytest.raises(FloatingPointError, match=r"Step 0: the largest DAM weight is exp\(100.0\).*raise `beta`"):
+        trainer.train()
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
+def test_non_finite_loss_inputs_raise(tmp_path, tokenizer):
+    trainer = make_trainer(tmp_path, tokenizer)
+    trainer.model.train()
+    inputs = trainer._prepare_inputs([{"prompt": p} for p in PROMPTS[:2]])
+    assert torch.isfinite(trainer.compute_loss(trainer.model, inputs))
+    bad = {**inputs, "weights": inputs["weights"].clone()}
+    bad["weights"][1, 2] = float("nan")
+    with pytest.raises(FloatingPointError, match="Step 0: 1 DAM weights are not finite"):
+        trainer.compute_loss(trainer.model, bad)
+    bad = {**inputs, "logp_sampler": torch.full_like(inputs["logp_sampler"], -float("inf"))}
+    with pytest.raises(FloatingPointError, match="Step 0: the DAM loss is nan; the weights are finite"):
+        trainer.compute_loss(trainer.model, bad)
 
 
 def test_loss_options_run_and_log(tmp_path, tokenizer):
@@ -192,7 +282,9 @@ def test_loss_options_run_and_log(tmp_path, tokenizer):
     before = copy.deepcopy(trainer.model.state_dict())
     trainer.train()
     clipped = history(trainer, "dam/clipped_fraction")
-    assert clipped and max(clipped) > 0
+    # Step 0 samples from the reference itself: every log-ratio is 0, nothing deviates from its group mean by more
+    # than c (float rounding of the centring used to count as clipping); once the policy moves, some do.
+    assert len(clipped) == 3 and clipped[0] == 0.0 and max(clipped) > 0, clipped
     assert all(torch.isfinite(torch.tensor(history(trainer, "loss"))))
     assert any(not torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
     # inner_steps=2: generation rounds at steps 0 and 2 only; each adds 2 (states/micro-step) x 2 (accumulation).
@@ -388,6 +480,10 @@ def _nan(completions, **kwargs):
     return [float("nan")] * len(completions)
 
 
+def _huge(completions, **kwargs):
+    return [1e39] * len(completions)  # a finite Python float, inf in float32
+
+
 def _too_few(completions, **kwargs):
     return [1.0]
 
@@ -403,6 +499,7 @@ def _abstains(completions, **kwargs):
         ([frac_a, _nan], ValueError, "Reward function '_nan' returned nan for completion 0"),
         ([frac_a, _too_few], ValueError, "'_too_few' returned 1 rewards for 2 completions"),
         ([_abstains], ValueError, r"Every reward function \(_abstains\) returned None for completion 0"),
+        ([frac_a, _huge], ValueError, "Step 0: reward function '_huge' returned a value beyond float32's range"),
     ],
 )
 def test_bad_rewards_raise_clearly_and_keep_the_buffer(tmp_path, tokenizer, reward_funcs, error, match):

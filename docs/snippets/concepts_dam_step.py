@@ -64,7 +64,7 @@ log_q_sampler = rollouts.logp_policy[:, 0].view(-1, K)  # b_k, detached
 loss = dam_loss(log_q_model, log_q_sampler, weights).mean()
 loss.backward()
 
-# At theta = u the gradient is mean_k (1 - W_k) grad a_k: raise the jumps whose rollouts beat the average.
+# At theta = u (sampled at temperature 1) the gradient is mean_k (1 - W_k) grad a_k: raise the jumps whose rollouts beat the average.
 grad = policy.out.weight.grad.clone()
 policy.zero_grad()
 ((1 - weights) * gather_jump_log_probs(policy(x_t), positions, tokens, MASK)).mean().backward()

@@ -2,6 +2,7 @@
 
 from trl_dam.core.adjoint import (
     analytic_log_adjoint,
+    clip_log_ratio,
     effective_sample_size,
     importance_log_weights,
     importance_weighted_log_adjoint,
@@ -35,6 +36,7 @@ __all__ = [
     "ReplayBuffer",
     "Trajectory",
     "analytic_log_adjoint",
+    "clip_log_ratio",
     "dam_loss",
     "diffu_grpo_loss",
     "effective_sample_size",

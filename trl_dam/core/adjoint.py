@@ -41,6 +41,30 @@ def path_log_ratio(
     return diff[..., first_step:].sum(-1)
 
 
+def clip_log_ratio(log_ratio: Tensor, max_deviation: float, dim: int = -1) -> tuple[Tensor, Tensor]:
+    r"""Truncated importance sampling: clip each path log-ratio's deviation from its group mean to :math:`[-c, c]`.
+
+    .. math:: \log\tilde\rho_k = \overline{\log\rho} + \mathrm{clip}(\log\rho_k - \overline{\log\rho}, -c, c)
+
+    **This changes the objective; its fixed point is not** :math:`p^*`. At :math:`u = p^*` every rollout from
+    :math:`X_t` has :math:`\log\rho_k = \log h(X_t) - r_k/\beta`: the path ratio is exactly what cancels the reward
+    in :math:`\ell_k = \log\rho_k + r_k/\beta`, so that every :math:`W_k = 1`. Clipping it whenever the spread of
+    :math:`r/\beta` within a group exceeds :math:`2c` leaves part of the reward uncancelled, so the weights keep
+    pushing towards high-reward tokens beyond :math:`p^*` (reward maximisation with a weaker KL anchor). It bounds the
+    variance of the weights; use it knowing it is a different objective.
+
+    Args:
+        log_ratio (`FloatTensor[..., K]`): :math:`\log\rho_k` of the K rollouts of each state.
+        max_deviation (`float`): :math:`c > 0`.
+    Returns:
+        ``(clipped, was_clipped)``: the clipped log-ratios and the `BoolTensor` of rollouts whose deviation exceeded
+        :math:`c` (those whose value changed, not float rounding of the centring).
+    """
+    centre = log_ratio.mean(dim=dim, keepdim=True)
+    deviation = log_ratio - centre
+    return centre + deviation.clamp(-max_deviation, max_deviation), deviation.abs() > max_deviation
+
+
 def importance_log_weights(log_path_ratio: Tensor, rewards: Tensor, beta: float) -> Tensor:
     r"""Unnormalised log importance weights :math:`\ell_k = \log \rho_k + r_k / \beta`.
 

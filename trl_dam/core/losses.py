@@ -50,8 +50,16 @@ def dam_loss(logp_model: Tensor, logp_sampler: Tensor, weights: Tensor, loss_typ
     .. math:: \frac{1}{Q^{\bar u}}\big(Q^\theta - w\big)^2 = e^{b}\,\big(e^{a-b} - W\big)^2
 
     In expectation over :math:`Y \sim Q^{\bar u}` both equal the full divergence :math:`\sum_y D(Q^\theta(y), w(y))`,
-    whose minimiser is :math:`Q^\theta = w`. At :math:`\theta = \bar u` the gKL gradient is
-    :math:`(1 - W)\nabla a`.
+    whose minimiser is :math:`Q^\theta = w`. The gKL gradient is :math:`(e^{a-b} - W)\nabla a`: :math:`(1 - W)\nabla a`
+    at :math:`\theta = \bar u` *if* the sampler is the model itself (temperature 1); a tempered sampler has
+    :math:`b \ne a` there.
+
+    The gKL loss only sees :math:`a - b` and :math:`W`, in which the position choice :math:`\pi` of
+    :math:`Q = \pi\, p(v|x, i)` cancels, so callers may pass token log-probabilities :math:`\log p(v|x, i)` (the
+    trainers do). The l2 prefactor :math:`e^b` does not cancel: with token log-probabilities it is
+    :math:`Q^{\bar u}/\pi`, so the term of a state with :math:`|M|` masks revealing :math:`k` tokens per jump is
+    weighted by :math:`1/\pi = \binom{|M|}{k}` relative to the formula above (same per-state minimiser, but states
+    with many masks count more).
 
     Args:
         logp_model (`FloatTensor[...]`): :math:`a` (requires grad).
@@ -59,14 +67,17 @@ def dam_loss(logp_model: Tensor, logp_sampler: Tensor, weights: Tensor, loss_typ
         weights (`FloatTensor[...]`): :math:`W \ge 0` (treated as a constant).
         loss_type (`str`): ``"gkl"`` or ``"l2"``.
     Returns:
-        `FloatTensor[...]`: per-sample losses (reduce them yourself).
+        `DoubleTensor[...]`: per-sample losses (reduce them yourself), computed in float64.
     """
-    b = logp_sampler.detach()
-    weights = weights.detach()
-    ratio = torch.exp(logp_model - b)
+    # float64: the weights of the analytic adjoint reach exp(dr / beta), and W log W overflows float32 well before the
+    # gradient e^(a-b) - W does (W = e^88 is a float32 number, 88 e^88 is not).
+    a = logp_model.double()
+    b = logp_sampler.detach().double()
+    weights = weights.detach().double()
+    ratio = torch.exp(a - b)
     if loss_type == "gkl":
         log_w = torch.log(weights)
-        return ratio - weights + torch.where(weights > 0, weights * (log_w + b - logp_model), torch.zeros_like(ratio))
+        return ratio - weights + torch.where(weights > 0, weights * (log_w + b - a), torch.zeros_like(ratio))
     if loss_type == "l2":
         return b.exp() * (ratio - weights) ** 2
     raise ValueError(f"loss_type must be 'gkl' or 'l2', got {loss_type!r}")

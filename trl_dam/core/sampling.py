@@ -272,7 +272,9 @@ def gather_jump_log_probs(logits: Tensor, positions: Tensor, tokens: Tensor, mas
     valid = positions >= 0
     rows = torch.arange(logits.shape[0], device=logits.device).view(-1, *([1] * (positions.dim() - 1)))
     picked = selected_token_log_probs(logits[rows, positions.clamp(min=0)], tokens.clamp(min=0), mask_token_id)
-    return (picked * valid).sum(-1)
+    # Padded slots read token 0, which is the mask (log-prob -inf) when mask_token_id == 0: -inf * 0 would be NaN, so
+    # they are replaced, not multiplied away.
+    return torch.where(valid, picked, torch.zeros_like(picked)).sum(-1)
 
 
 REMASKING = ("low_confidence", "random")

@@ -639,7 +639,23 @@ class DiffusionRLTrainer(BaseTrainer):
                 f"(prompt {prompts[j]!r}, completion {completions[j]!r}), so its total reward is NaN. Return a "
                 "number from at least one function for every completion."
             )
-        return self._weighted_total(rewards_per_func)
+        # The functions' values were checked finite as Python floats; what is infinite now overflowed float32.
+        overflow = torch.isinf(rewards_per_func)
+        if overflow.any():
+            j, i = overflow.nonzero()[0].tolist()
+            raise ValueError(
+                f"Step {self.state.global_step}: reward function '{self.reward_func_names[i]}' returned a value beyond "
+                f"float32's range (|r| > {torch.finfo(torch.float32).max:.3g}) for completion {j} (prompt "
+                f"{prompts[j]!r}). Rescale the reward."
+            )
+        total = self._weighted_total(rewards_per_func)
+        if not torch.isfinite(total).all():
+            j = int((~torch.isfinite(total)).nonzero()[0])
+            raise ValueError(
+                f"Step {self.state.global_step}: the weighted total reward of completion {j} overflows float32 "
+                f"(rewards {rewards_per_func[j].tolist()}, reward_weights {self.reward_weights.tolist()})."
+            )
+        return total
 
     def _weighted_total(self, rewards_per_func: Tensor) -> Tensor:
         """``FloatTensor[n]``: weighted sum over reward functions, skipping NaN (``None``) entries."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,7 +48,10 @@ class DiffusionRLConfig(BaseConfig):
             on the model's confidence, so likelihood ratios computed on its paths are approximate.
         diffusion_steps (`int`, *optional*):
             Denoiser calls to fill a fully masked completion; `tokens_per_step = ceil(N / diffusion_steps)`. `None`
-            means N steps, one token per step (the exact jump chain).
+            means N steps, one token per step (the exact jump chain). For DAM training keep `None` where exactness
+            matters: with $k > 1$ tokens per step the path ratios stay exact, but a $k$-token jump of the model draws
+            its tokens independently, so training lands on the product of the optimal jump's marginals, not on
+            $p^*$ (2 tokens, $k = 2$, $r = 1\{a = b\}$, $\beta = 0.5$: KL$(p^*\|$learned$) = 0.40$).
         block_length (`int`, *optional*):
             Block size of the `"low_confidence"` sampler; must divide `max_completion_length`. `None`: one block.
         temperature (`float`, *optional*, defaults to `1.0`):
@@ -145,7 +149,10 @@ class DiffusionRLConfig(BaseConfig):
     )
     diffusion_steps: int | None = field(
         default=None,
-        metadata={"help": "Denoiser calls for a fully masked completion; None means one token per step."},
+        metadata={
+            "help": "Denoiser calls for a fully masked completion; None means one token per step. DAM is exact only "
+            "with one token per step: with k > 1 it lands on the product of the optimal jump's marginals."
+        },
     )
     block_length: int | None = field(
         default=None,
@@ -195,6 +202,19 @@ class DiffusionRLConfig(BaseConfig):
     )
 
     def __post_init__(self):
+        # Before TrainingArguments sees them: an inf learning rate or a NaN reward weight trains to NaN (or, for the
+        # weight, silently zeroes the reward) instead of failing.
+        for spec in dataclasses.fields(self):
+            value = getattr(self, spec.name)
+            if isinstance(value, float):
+                _check(math.isfinite(value), spec.name, "must be a finite number", value)
+        if self.reward_weights is not None:
+            _check(
+                all(math.isfinite(float(w)) for w in self.reward_weights),
+                "reward_weights",
+                "must hold finite numbers",
+                self.reward_weights,
+            )
         super().__post_init__()
         # TrainingArguments accepts 0, which only fails later (as an empty replay buffer, or a division by zero).
         _check(

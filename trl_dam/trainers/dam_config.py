@@ -9,6 +9,7 @@ from .grpo_names import BETA_NOTE, grpo_help, loss_type_requirement, resolve_grp
 
 LOSS_TYPES = ("gkl", "l2")
 ADJOINT_ESTIMATORS = ("importance_weighted", "analytic")
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 @dataclass
@@ -18,7 +19,11 @@ class DAMConfig(DiffusionRLConfig):
 
     Only DAM's own parameters are listed here; the shared ones are documented in [`DiffusionRLConfig`] and the rest in
     [`~transformers.TrainingArguments`]. The trainer fine-tunes the model towards
-    $p^*(x) \propto p^{\mathrm{base}}(x)\, e^{r(x)/\beta}$.
+    $p^*(x) \propto p^{\mathrm{base}}(x)\, e^{r(x)/\beta}$, exactly with the defaults (`"ctmc"` sampler, one token per
+    step, `"importance_weighted"`, no `max_log_weight`) when the base is order-consistent (its conditionals come from
+    one joint law). For a base that is not (LLaDA is not), the model settles at
+    $p_\theta(v|x,i) \propto p_{\mathrm{base}}(v|x,i)\, h(x \oplus (i, v))$, $h$ the base's value of a state: near
+    $p^*$, not at it (3 tokens, 3 values: KL$(p^*\|\cdot) = 7.3 \cdot 10^{-3}$ against 0.21 at the base).
 
     Batch geometry (per device):
 
@@ -44,8 +49,13 @@ class DAMConfig(DiffusionRLConfig):
             Clip the importance part of the log weights. Each rollout's path log-ratio
             $\log\rho_k = \sum_s \log p_{\mathrm{ref}} - \log p_\theta$ is centred on its group mean and clipped to
             $[-c, c]$ before the reward is added (truncated importance sampling; the softmax does not see the
-            centring). Bounds how much the KL correction alone can concentrate the weights; biased, so off (`None`) by
-            default. When on, the fraction of clipped rollouts is logged as `dam/clipped_fraction`.
+            centring). Bounds how much the KL correction alone can concentrate the weights. **A different objective**:
+            at $p^*$ the path ratio is exactly what cancels the reward ($\log\rho_k = \log h(X_t) - r_k/\beta$), so
+            once the spread of $r/\beta$ within a group exceeds $2c$ the fixed point is no longer $p^*$ and training
+            drifts towards reward maximisation (one token, $V = 6$, $\beta = 0.1$, $K = 8$, $c = 2$: ten on-policy
+            fixed-point iterations from $p^*$ reach KL$(p^*\|Q) = 0.67$, still rising, a token with $p^* = 0.058$
+            at $6.5 \cdot 10^{-4}$). Off (`None`) by default. When on, the fraction of rollouts whose
+            centred log-ratio exceeded $c$ is logged as `dam/clipped_fraction`.
 
         > Parameters that control the replay buffer and the loop
 
@@ -86,8 +96,9 @@ class DAMConfig(DiffusionRLConfig):
     max_log_weight: float | None = field(
         default=None,
         metadata={
-            "help": "Clip each rollout's centred path log-ratio to [-c, c] (truncated importance sampling). "
-            "None (default) leaves the weights exact."
+            "help": "Clip each rollout's centred path log-ratio to [-c, c] (truncated importance sampling). A "
+            "different objective: the fixed point is no longer p* but drifts towards reward maximisation once the "
+            "spread of r / beta in a group exceeds 2c. None (default) leaves the weights exact."
         },
     )
     per_device_prompts_per_generation: int | None = field(
@@ -123,6 +134,12 @@ class DAMConfig(DiffusionRLConfig):
     def __post_init__(self):
         super().__post_init__()
         _check(self.beta > 0, "beta", f"must be > 0 (the reward enters as exp(r / beta)). {BETA_NOTE}", self.beta)
+        _check(
+            1.0 / self.beta < FLOAT32_MAX,
+            "beta",
+            f"must be >= {1 / FLOAT32_MAX:.3g} (1 / beta, the scale of r / beta, must be a float32 number)",
+            self.beta,
+        )
         _check(
             self.loss_type in LOSS_TYPES,
             "loss_type",

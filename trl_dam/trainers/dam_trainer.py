@@ -12,7 +12,8 @@ One optimizer step, following the paper's Algorithm 1 (the data path reads top t
 5. loss on the K first jumps $Y_k$ of each state, all read from ONE forward of the policy on $X_t$
    (`compute_loss`): $\ell(a_k) = e^{a_k - b_k} - W_k + W_k(\log W_k + b_k - a_k)$,
    $a_k = \log Q^\theta(Y_k|X_t)$, $b_k = \log Q^{\bar u}(Y_k|X_t)$ (the sampler's, detached);
-   at $\theta = \bar u$ its gradient is $\frac1K\sum_k (1 - W_k)\nabla a_k$.
+   its gradient is $\frac1K\sum_k (e^{a_k - b_k} - W_k)\nabla a_k$, i.e. $\frac1K\sum_k (1 - W_k)\nabla a_k$ at
+   $\theta = \bar u$ when `temperature = 1` (a tempered sampler has $b_k \ne a_k$ there).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from trl_dam.core import (
     BufferItem,
     ReplayBuffer,
     analytic_log_adjoint,
+    clip_log_ratio,
     dam_loss,
     effective_sample_size,
     gather_jump_log_probs,
@@ -65,6 +67,12 @@ class DAMTrainer(DiffusionRLTrainer):
     matching, at re-masked training states, the first jump of fresh model rollouts to a target built from an
     importance-weighted discrete adjoint. The reference $p^{\mathrm{base}}$ is the model you start from and is never
     synced to the policy.
+
+    $p^*$ is the exact fixed point with the `"ctmc"` sampler, one token per step and an order-consistent base (one
+    whose conditionals come from a single joint law). Bases that are not (LLaDA, most trained masked LMs) make the
+    model settle at $p_\theta(v|x,i) \propto p_{\mathrm{base}}(v|x,i)\, h(x \oplus (i, v))$ instead, close to but not
+    at $p^*$; several tokens per step land on the product of the optimal jump's marginals; `max_log_weight` and the
+    `"analytic"` estimator change the target (see [`DAMConfig`]).
 
     Example:
 
@@ -166,6 +174,7 @@ class DAMTrainer(DiffusionRLTrainer):
         )
         self._last_generation_step: int | None = None
         self._beta_checked = False
+        self._largest_log_weight = 0.0  # of the last loss, for the error message of an overflowing gradient
 
     def _generation_geometry(self) -> tuple[int, int, int]:
         # A round's prompts are served to each of its `inner_steps x gradient_accumulation_steps` micro-steps; only
@@ -260,7 +269,8 @@ class DAMTrainer(DiffusionRLTrainer):
         _, rewards, _ = self._score(rows, rollouts.final[:, -args.max_completion_length :])
 
         log_ratio = path_log_ratio(rollouts.logp_reference, rollouts.logp_policy, rollouts.step_mask).view(-1, num)
-        log_weights = self._log_weights(log_ratio, rewards.view(-1, num), items)
+        # float64: r / beta of 100 is routine (rewards in {0, 2}, beta = 0.02) and e^100 is not a float32 number.
+        log_weights = self._log_weights(log_ratio.double(), rewards.view(-1, num).double(), items)
         weights = log_weights.exp()
         self._log_rollout_metrics(log_ratio, log_weights, rewards, revealed, rollouts.positions, seconds)
         self._log_mean("dam/target_reward", target_reward_estimate(weights, rewards.view(-1, num)))
@@ -282,7 +292,7 @@ class DAMTrainer(DiffusionRLTrainer):
         beta = self.args.beta
         if self.args.adjoint_estimator == "importance_weighted":
             return torch.log(self_normalized_weights(importance_log_weights(log_ratio, rewards, beta)))
-        source = self._weighted_total(torch.stack([item.rewards for item in items]).to(rewards.device))
+        source = self._weighted_total(torch.stack([item.rewards for item in items]).to(rewards.device)).to(rewards)
         # The first-jump factor of W_k times the ratio of the rest of the path is the whole-path ratio rho_k.
         return analytic_log_adjoint(rewards, source.unsqueeze(1), beta, log_ratio_after_first_jump=log_ratio)
 
@@ -290,14 +300,14 @@ class DAMTrainer(DiffusionRLTrainer):
         r"""Truncated importance sampling (`max_log_weight = c`): clip $\log\rho_k - \overline{\log\rho}$ to $[-c, c]$.
 
         The group mean $\overline{\log\rho}$ is put back afterwards, so with the self-normalised weights (which are
-        shift invariant) only the spread of the path ratios within a state is bounded, by $e^{2c}$.
+        shift invariant) only the spread of the path ratios within a state is bounded, by $e^{2c}$. This moves the
+        fixed point away from $p^*$ towards reward maximisation (see [`~trl_dam.core.adjoint.clip_log_ratio`]).
         """
         c = self.args.max_log_weight
         if c is None:
             return log_ratio
-        centre = log_ratio.mean(dim=1, keepdim=True)
-        clipped = centre + (log_ratio - centre).clamp(-c, c)
-        self._log_mean("dam/clipped_fraction", (clipped != log_ratio).float())
+        clipped, was_clipped = clip_log_ratio(log_ratio, c, dim=1)
+        self._log_mean("dam/clipped_fraction", was_clipped.float())
         return clipped
 
     def _log_rollout_metrics(self, log_ratio, log_weights, rewards, revealed, positions, seconds: float) -> None:
@@ -318,8 +328,52 @@ class DAMTrainer(DiffusionRLTrainer):
         logits = self.adapter.logits(model, x_t, self._attention_mask(x_t))
         # a_k = log Q^theta(Y_k | X_t) for all K jumps of a state, gathered from the same logits.
         logp_model = gather_jump_log_probs(logits, inputs["positions"], inputs["tokens"], self.mask_token_id)
+        self._check_weights(inputs["weights"], logp_model.dtype)
         loss = dam_loss(logp_model, inputs["logp_sampler"], inputs["weights"], self.args.loss_type).mean()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"Step {self.state.global_step}: the DAM loss is {float(loss.detach())}; the weights are finite, so the "
+                "log-probabilities of the sampled jumps (policy or sampler) are not."
+            )
         return (loss, None) if return_outputs else loss
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        # A finite loss can still have an overflowing gradient (large analytic weights times the network's Jacobian);
+        # the optimizer would turn every parameter into NaN. One device sync for all gradients.
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        if grads and not torch.stack([g.isfinite().all() for g in grads]).all():
+            raise FloatingPointError(
+                f"Step {self.state.global_step}: the gradient of the DAM loss is not finite (largest weight "
+                f"exp({self._largest_log_weight:.1f}), beta = {self.args.beta}). {self._weights_hint()}"
+            )
+        return loss
+
+    def _weights_hint(self) -> str:
+        if self.args.adjoint_estimator == "analytic":
+            return (
+                "The analytic adjoint's weights are rho_k exp((r_k - r(X_1)) / beta): raise `beta` or use "
+                "adjoint_estimator='importance_weighted', whose weights are at most K."
+            )
+        return "Raise `beta` or lower the learning rate."
+
+    def _check_weights(self, weights: Tensor, dtype: torch.dtype) -> None:
+        r"""Raise, naming the step, when the weights $W$ are not finite or the loss gradient $(e^{a-b} - W)/n$ would
+        overflow the model's dtype (it would turn every parameter into NaN, and HF would log the loss as 0)."""
+        step = self.state.global_step
+        bad = ~torch.isfinite(weights)
+        if bad.any():
+            raise FloatingPointError(
+                f"Step {step}: {int(bad.sum())} DAM weights are not finite (e.g. {float(weights[bad][0])}); the log "
+                "path ratios or the rewards / beta are."
+            )
+        largest = weights.max()
+        self._largest_log_weight = float(largest.log())
+        if largest / weights.numel() > torch.finfo(dtype).max:
+            raise FloatingPointError(
+                f"Step {step}: the largest DAM weight is exp({self._largest_log_weight:.1f}), so the loss gradient overflows "
+                f"{dtype} (beta = {self.args.beta}). {self._weights_hint()}"
+            )
 
     # ------------------------------------------------------------------ checkpoints
 
