@@ -180,9 +180,12 @@ def test_async_reward_errors_name_the_function(tmp_path, tokenizer):
         score(trainer)
 
 
-@pytest.mark.parametrize("timeout", [0.0, -1.0, float("nan")])
-def test_reward_timeout_must_be_positive(tmp_path, timeout):
+@pytest.mark.parametrize(
+    ("timeout", "message"),
+    [(0.0, "must be None or > 0"), (-1.0, "must be None or > 0"), (float("nan"), "must be a finite number")],
+)
+def test_reward_timeout_must_be_positive(tmp_path, timeout, message):
     for config in (DAMConfig, DiffuGRPOConfig):
-        with pytest.raises(ValueError, match="`reward_timeout` must be None or > 0"):
+        with pytest.raises(ValueError, match=f"`reward_timeout` {message}"):
             config(**cpu_config_kwargs(tmp_path, block_length=N, reward_timeout=timeout))
     assert DAMConfig.__dataclass_fields__["reward_timeout"].metadata["help"]
