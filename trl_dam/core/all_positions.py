@@ -28,19 +28,21 @@ weights (:math:`K \to \infty`, :math:`W = p^*_x / p^{\bar u}_x`) the expected lo
 so the on-policy iteration stops where, from every state :math:`x` and at every masked :math:`i`, the model's own
 rollouts have the marginals of :math:`p^*_x`.
 
-* The Doob chain :math:`Q^*(y|x) = Q^{\mathrm{base}}(y|x) h(y)/h(x)` is such a point for **every** base: its rollouts
-  from :math:`x` have law :math:`p^*_x`. (The first-jump form has the same fixed point.)
-* For an **order-consistent** base (:math:`p_{\mathrm{base}}(v|x,i) = p^{\mathrm{base}}_x(Z_i = v)`, the denoiser is
-  the conditional marginal of its own final law; then so is :math:`Q^*`) the Doob-optimal jump to :math:`v` at
-  :math:`i` *is* the :math:`p^*`-marginal, :math:`Q^*(v|x,i) = p^*_x(Z_i = v)`, and the per-state estimate
-  :math:`\frac1K \sum_k W_k 1\{Z_k[i] = v\}` is a direct (self-normalised) estimate of the target of every position.
-* **Bias for a base that is not order-consistent.** Then :math:`Q^*(v|x,i) \ne p^*_x(Z_i = v)` in general: the token
-  written at :math:`i` by a first jump and the token :math:`i` holds at the end differ in law. Away from the fixed
-  point the update moves :math:`p_\theta(\cdot|x,i)` to correct the *rollout* marginal, not towards the one-step
-  Doob jump, and a model that cannot represent :math:`Q^*` (finite capacity, parameters shared across states) is
-  projected differently from the first-jump form. Matching marginals from every state pins the chain back to
-  :math:`Q^*` by induction on the number of masks when the per-state linear system is non-degenerate (one mask
-  left: the marginal *is* the jump), but that is not guaranteed for every base.
+* **Order-consistent base** (:math:`p_{\mathrm{base}}(v|x,i) = p^{\mathrm{base}}_x(Z_i = v)`: the denoiser is the
+  conditional marginal of its own final law). Then :math:`h(x) = \sum_v p_{\mathrm{base}}(v|x,i)\,h(x[i \leftarrow v])`
+  for every :math:`i`, so the Doob jump stays a masked LM (uniform position, per-position softmax) with
+  :math:`Q^*(v|x,i) = p^*_x(Z_i = v)`: the Doob-optimal jump to :math:`v` at :math:`i` is the :math:`p^*`-marginal of
+  :math:`x_i` given :math:`x`, estimated at every position at once by :math:`\frac1K \sum_k W_k 1\{Z_k[i] = v\}`.
+  :math:`Q^*` is order-consistent too (its rollouts from :math:`x` have law :math:`p^*_x`), so it is a zero of the
+  expected gradient above: the same fixed point as the first-jump form, final law :math:`p^*`.
+* **Bias for a base that is not order-consistent** (any trained network, strictly). :math:`\sum_v
+  p_{\mathrm{base}}(v|x,i)\,h(x[i \leftarrow v])/h(x)` then depends on :math:`i`: the Doob chain moves the position law
+  off uniform and leaves the masked-LM family. The first-jump form's fixed point is the per-position normalised Doob
+  jump :math:`\propto p_{\mathrm{base}}(v|x,i)\,h(x[i \leftarrow v])`; this form's is the marginal matching above
+  against :math:`p^*_x \propto p^{\mathrm{base}}_{1|t}(\cdot|x)\,e^{r/\beta}` (the law of the *base chain* from
+  :math:`x`, not :math:`p^*` conditioned on :math:`x`). Neither has final law exactly :math:`p^*`, and the two differ;
+  both biases vanish with the base's order inconsistency. ``tests/test_core_all_positions.py`` checks each statement
+  by enumeration.
 
 With finite ``K`` both forms inherit the :math:`O(1/K)` bias of the self-normalised weights.
 """
