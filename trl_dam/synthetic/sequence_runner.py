@@ -38,7 +38,7 @@ class SequenceConfig:
     num_states: int = 16
     learning_rate: float = 1e-3
     beta: float = 1.0
-    reward_scale: float = 2.0
+    reward_scale: float = 4.0
     hidden: int = 128
     pretrain_steps: int = 400
     seed: int = 0
@@ -57,8 +57,8 @@ class SequenceResult:
 
     def as_dict(self) -> dict:
         record = asdict(self)
-        record.update(record.pop("config"))
-        return record
+        # The config's scalar `iterations` gives way to the list of evaluated iterations.
+        return {**record.pop("config"), **record}
 
 
 @functools.lru_cache(maxsize=4)
