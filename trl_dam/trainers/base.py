@@ -59,6 +59,7 @@ from trl.trainer.utils import (
 )
 
 from trl_dam.core import Trajectory, sample_ctmc, sample_low_confidence
+from trl_dam.core.shared_rows import GroupedRowsDenoiser
 from trl_dam.models import (
     REFERENCE_ADAPTER,
     activation_checkpointing_paused,
@@ -453,19 +454,28 @@ class DiffusionRLTrainer(BaseTrainer):
             finally:
                 model.train(was_training)
 
-    def _sample(self, x: Tensor, with_reference: bool = False) -> Trajectory:
+    def _sample(self, x: Tensor, with_reference: bool = False, group_size: int = 1) -> Trajectory:
         """Fill every mask of ``x`` with the current model, ``sampling_batch_size`` rows per sampler call.
 
         With ``with_reference`` the trajectory also records the reference log-probs of every step (one extra
-        reference forward per step, in the same loop).
+        reference forward per step, in the same loop). ``group_size = K`` declares that ``x`` holds K consecutive
+        copies of each state: calls on still-identical copies (the first step) then run once per group
+        (:class:`~trl_dam.core.shared_rows.GroupedRowsDenoiser`; the saved rows are logged as
+        `sampling/rows_saved`).
         """
         chunk = self.args.sampling_batch_size or len(x)
+        if group_size > 1 and chunk > group_size:
+            chunk -= chunk % group_size  # whole groups per sampler call (never more rows than asked for)
         with self._model_for_sampling() as model:
-            policy = self._denoiser(model)
+            policy = GroupedRowsDenoiser(self._denoiser(model), group_size)
             reference = self._reference_denoiser(model) if with_reference else None
             if with_reference and reference is None:
                 raise RuntimeError("reference log-probs were requested but the trainer has no reference model")
+            if reference is not None:
+                reference = GroupedRowsDenoiser(reference, group_size)
             pieces = [self._run_sampler(policy, x[i : i + chunk], reference) for i in range(0, len(x), chunk)]
+        if group_size > 1:
+            self._log_value("sampling/rows_saved", policy.rows_saved + (reference.rows_saved if reference else 0))
         return _cat_trajectories(pieces)
 
     def _run_sampler(self, policy, x: Tensor, reference) -> Trajectory:

@@ -9,6 +9,7 @@ from .grpo_names import BETA_NOTE, grpo_help, loss_type_requirement, resolve_grp
 
 LOSS_TYPES = ("gkl", "l2")
 ADJOINT_ESTIMATORS = ("importance_weighted", "analytic")
+DAM_TARGETS = ("first_jump", "all_positions")
 FLOAT32_MAX = 3.4028234663852886e38
 
 
@@ -45,6 +46,13 @@ class DAMConfig(DiffusionRLConfig):
             `"importance_weighted"`: self-normalised estimate over the K rollouts (eq. 13), weights
             $W_k = K\,\mathrm{softmax}_k(\log\rho_k + r_k/\beta)$. `"analytic"`: the one-sample analytic adjoint of
             Prop. 2.3 (an ablation, biased with model samples), $W_k = \rho_k\, e^{(r_k - r(X_1))/\beta}$.
+        dam_target (`str`, *optional*, defaults to `"first_jump"`):
+            What each training state teaches, from the same one gradient forward on $X_t$. `"first_jump"`: the paper's
+            Algorithm 1, the K first jumps $Y_k$ of the rollouts (K tokens per state). `"all_positions"`: every masked
+            position $i$ of $X_t$ towards the final token of every rollout, loss
+            $e^{a-b} - W_k + W_k(\log W_k + b - a)$ with $a = \log p_\theta(Z_k[i] | X_t, i)$
+            (`trl_dam.core.all_positions`; $K \times$ masked-count tokens per state, one extra no-grad forward per
+            state for $b$). Same fixed point for an order-consistent base; see that module for the bias otherwise.
         max_log_weight (`float`, *optional*):
             Clip the importance part of the log weights. Each rollout's path log-ratio
             $\log\rho_k = \sum_s \log p_{\mathrm{ref}} - \log p_\theta$ is centred on its group mean and clipped to
@@ -91,6 +99,14 @@ class DAMConfig(DiffusionRLConfig):
             "help": "'importance_weighted' (paper eq. 13, self-normalised over the K rollouts) or 'analytic' "
             "(Prop. 2.3 ablation).",
             "choices": list(ADJOINT_ESTIMATORS),
+        },
+    )
+    dam_target: str = field(
+        default="first_jump",
+        metadata={
+            "help": "'first_jump' (paper Algorithm 1: the K first jumps of each state) or 'all_positions' (every "
+            "masked position of X_t towards the K rollouts' final tokens, from the same forward).",
+            "choices": list(DAM_TARGETS),
         },
     )
     max_log_weight: float | None = field(
@@ -153,6 +169,7 @@ class DAMConfig(DiffusionRLConfig):
             f"must be one of {ADJOINT_ESTIMATORS}",
             self.adjoint_estimator,
         )
+        _check(self.dam_target in DAM_TARGETS, "dam_target", f"must be one of {DAM_TARGETS}", self.dam_target)
         if self.adjoint_estimator == "importance_weighted":
             _check(
                 self.num_generations >= 2,

@@ -46,6 +46,7 @@ from trl_dam.core import (
     tilt_kl,
     tilt_kl_bound,
 )
+from trl_dam.core.all_positions import all_positions_dam_loss, all_positions_log_probs
 
 from .base import DiffusionRLTrainer, RewardFunc, ScoredCompletions
 from .checkpointing import rows_from_tensor, rows_to_tensor
@@ -263,7 +264,7 @@ class DAMTrainer(DiffusionRLTrainer):
         # K rollouts per state, all states of the micro-step in one (chunked) sampler run; the reference
         # log-probs are taken in the same loop.
         start = time.perf_counter()
-        rollouts = self._sample(x_t.repeat_interleave(num, dim=0), with_reference=True)
+        rollouts = self._sample(x_t.repeat_interleave(num, dim=0), with_reference=True, group_size=num)
         seconds = time.perf_counter() - start
         rows = [item.extra for item in items for _ in range(num)]
         _, rewards, _ = self._score(rows, rollouts.final[:, -args.max_completion_length :])
@@ -279,7 +280,23 @@ class DAMTrainer(DiffusionRLTrainer):
             self._commit_completions(
                 weight=weights.reshape(-1).tolist(), state=[state for state in states for _ in range(num)]
             )
-        return {"x_t": x_t, "weights": weights, **_first_jumps(rollouts, num)}
+        inputs = {"x_t": x_t, "weights": weights, **_first_jumps(rollouts, num)}
+        if args.dam_target == "all_positions":
+            inputs.update(self._all_positions_inputs(x_t, rollouts.final.view(len(items), num, -1)))
+        return inputs
+
+    def _all_positions_inputs(self, x_t: Tensor, finals: Tensor) -> dict[str, Tensor]:
+        r"""The rollouts' final tokens and $b_{k,i} = \log p_{\bar u}(Z_k[i] | X_t, i)$ of the sampling model (one
+        no-grad forward per state), kept so the loss stays exact when $\theta$ has moved since sampling."""
+        with torch.no_grad(), self._model_for_sampling() as model:
+            logits = self._denoiser(model)(x_t)
+        masked = x_t == self.mask_token_id
+        masked[:, : -self.args.max_completion_length] = False  # only completion positions are trained
+        return {
+            "finals": finals,
+            "masked": masked,
+            "logp_sampler_positions": all_positions_log_probs(logits, finals, self.mask_token_id),
+        }
 
     def _log_weights(self, log_ratio: Tensor, rewards: Tensor, items: list[BufferItem]) -> Tensor:
         r"""$\log W_k$ for every state (rows) and rollout (columns).
@@ -323,9 +340,16 @@ class DAMTrainer(DiffusionRLTrainer):
         self._log_value("dam/tokens_per_second", int((positions >= 0).sum()) / seconds)
 
     def compute_loss(self, model, inputs: dict[str, Tensor], return_outputs: bool = False, num_items_in_batch=None):
-        """Algorithm 1, line 9: DAM loss on the K first jumps of each state, from one policy forward on X_t."""
+        """Algorithm 1, line 9: DAM loss on the K first jumps of each state (or, with `dam_target="all_positions"`, on
+        every masked position towards the K final tokens), from one policy forward on X_t."""
         x_t = inputs["x_t"]
         logits = self.adapter.logits(model, x_t, self._attention_mask(x_t))
+        if self.args.dam_target == "all_positions":
+            logp_model = all_positions_log_probs(logits, inputs["finals"], self.mask_token_id)
+            losses = all_positions_dam_loss(
+                logp_model, inputs["logp_sampler_positions"], inputs["weights"], inputs["masked"], self.args.loss_type
+            )
+            return (losses.mean(), None) if return_outputs else losses.mean()
         # a_k = log Q^theta(Y_k | X_t) for all K jumps of a state, gathered from the same logits.
         logp_model = gather_jump_log_probs(logits, inputs["positions"], inputs["tokens"], self.mask_token_id)
         self._check_weights(inputs["weights"], logp_model.dtype)
