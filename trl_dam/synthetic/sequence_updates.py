@@ -77,18 +77,14 @@ def dam_step_loss(
         # On-policy: the sampler is the current model, so b = a detached (exactly log p_ubar(Z_k[i] | X_t, i)).
         loss = all_positions_dam_loss(logp_model, logp_model.detach(), weights, x_t == mask).mean()
     else:
-        visited = torch.stack([rollout.state_before_step(s) for s in range(rollout.num_steps)])  # [steps, S K, L]
-        steps = visited.shape[0]
-        logits = policy(visited.flatten(0, 1)).view(steps, num_states * k, length, -1).transpose(0, 1)
+        # Every (rollout, step) that revealed a token, rows in (rollout, step) order: padded steps cost nothing.
+        visited = torch.stack([rollout.state_before_step(s) for s in range(rollout.num_steps)], 1)
+        valid = rollout.step_mask
         logp_model = gather_jump_log_probs(
-            logits.flatten(0, 1), rollout.positions.flatten(0, 1), rollout.tokens.flatten(0, 1), mask
+            policy(visited[valid]), rollout.positions[valid], rollout.tokens[valid], mask
         )
-        per_jump = dam_loss(
-            logp_model.view(num_states * k, steps),
-            rollout.logp_policy,
-            weights.flatten().unsqueeze(1).expand(-1, steps),
-        )
-        loss = (per_jump * rollout.step_mask).sum() / rollout.step_mask.sum()
+        per_rollout_weight = weights.flatten().unsqueeze(1).expand_as(valid)
+        loss = dam_loss(logp_model, rollout.logp_policy[valid], per_rollout_weight[valid]).mean()
     return loss, int(rewards.numel())
 
 
