@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -151,3 +152,32 @@ def test_gpu_step_quick(tmp_path):
         assert f"{run['mean']['denoiser_calls']:.1f}" in line
     # K rollout rows fit one sampler call (sampling_batch_size = K): at most N / 2 policy and reference calls each.
     assert by_method["dam"]["config_denoiser_calls"]["rollouts_at_most"] == 2 * canvas_calls
+
+
+def test_long_sequences_quick(tmp_path):
+    out = tmp_path / "long.json"
+    printed = run_benchmark("long_sequences", "--json", str(out), "--figure", str(tmp_path / "long.png"))
+    assert (tmp_path / "long.png").stat().st_size > 1000
+    runs = json.loads(out.read_text())["runs"]
+    assert {(r["length"], r["method"]) for r in runs} == {
+        (length, method)
+        for length in (4, 8)
+        for method in ("dam_first_jump", "dam_all_jumps", "dam_all_positions", "d1")
+    }
+    for run in runs:
+        assert run["iterations"][0] == 0 and len(run["kl"]) == len(run["iterations"]) > 2
+        assert all(math.isfinite(kl) and kl >= 0.0 for kl in run["kl"])  # exact KLs
+        # Every run starts from the same base: its KL at iteration 0 is KL(p* || p_base), the same for all methods.
+        same_length = [r["kl"][0] for r in runs if r["length"] == run["length"]]
+        assert run["kl"][0] == run["kl_base"] == same_length[0] > 1e-2
+        for axis in ("wall_time", "forwards", "reward_calls"):
+            assert all(a < b for a, b in zip(run[axis], run[axis][1:])), axis  # costs accumulate
+        assert run["reward_calls"][-1] == run["iterations"][-1] * run["num_states"] * run["num_generations"]
+        line = next(
+            line
+            for line in printed.splitlines()
+            if line.split()[:4] == [str(run["length"]), str(run["vocab"]), run["method"], str(run["iterations"][-1])]
+        )
+        assert f"{run['kl'][-1]:.2e}" in line  # the printed table shows the JSON's figures
+        if run["method"].startswith("dam"):
+            assert run["kl"][-1] < 0.7 * run["kl"][0], run  # every DAM variant learns within the quick run
