@@ -26,6 +26,8 @@ _MARKER = re.compile(r"^<!-- benchmark: (?P<name>[\w-]+) -->$", re.M)
 COMMANDS = {
     "synthetic": "python benchmarks/synthetic.py --json docs/assets/synthetic.json --figure docs/assets/synthetic.png",
     "sudoku_compare": "python benchmarks/sudoku_compare.py --json docs/assets/sudoku_compare.json",
+    "long_sequences": "python benchmarks/long_sequences.py --trade --json docs/assets/long_sequences.json "
+    "--figure docs/assets/long_sequences.png",
 }
 
 
@@ -142,8 +144,28 @@ def _sudoku_compare(data: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _long_sequences(data: dict) -> str:
+    lines = [
+        "Exact KL(p\\* ‖ p) at the start and at the last evaluation; the cost columns are totals of the run (wall "
+        "time excludes evaluations; forwards count sequence rows through the policy or the base, sampling and "
+        "training). *First hit*: the first evaluation point with KL at or below the threshold.",
+        "",
+        "| L | V | method | K x states | KL start | KL end | wall to KL ≤ 1e-2 (s) | wall (s) | forwards | "
+        "reward calls |",
+        "| ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for run in data["runs"]:
+        hit = next((w for w, kl in zip(run["wall_time"], run["kl"]) if kl <= 1e-2), None)
+        lines.append(
+            f"| {run['length']} | {run['vocab']} | `{run['method']}` | {run['num_generations']} x {run['num_states']} | "
+            f"{_sci(run['kl'][0])} | {_sci(run['kl'][-1])} | {'never' if hit is None else f'{hit:.0f}'} | "
+            f"{run['wall_time'][-1]:.0f} | {run['forwards'][-1]} | {run['reward_calls'][-1]} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def _sci(value: float) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value:.2e}"
 
 
-RENDERERS = {"synthetic": _synthetic, "sudoku_compare": _sudoku_compare}
+RENDERERS = {"synthetic": _synthetic, "sudoku_compare": _sudoku_compare, "long_sequences": _long_sequences}

@@ -403,6 +403,22 @@ def test_benchmark_tables_come_from_the_json(tmp_path):
     table = hooks.render("sudoku_compare", tmp_path)
     assert "| DAM (lr 3e-4) | 0.500 | 0.250 | 96 | 7 |" in table and "| DAM | **lr 3e-4** | 0.500 |" in table
 
+    assert "benchmarks/long_sequences.py --trade --json" in hooks.render("long_sequences", tmp_path)
+    run = {
+        "length": 8,
+        "vocab": 3,
+        "method": "dam_all_positions",
+        "num_generations": 8,
+        "num_states": 16,
+        "kl": [0.14, 2e-2, 8.5e-3],
+        "wall_time": [0.0, 10.0, 21.4],
+        "forwards": [0, 100, 200],
+        "reward_calls": [0, 64, 128],
+    }
+    (tmp_path / "long_sequences.json").write_text(json.dumps({"quick": False, "runs": [run]}))
+    table = hooks.render("long_sequences", tmp_path)
+    assert "| 8 | 3 | `dam_all_positions` | 8 x 16 | 1.40e-01 | 8.50e-03 | 21 | 21 | 200 | 128 |" in table
+
 
 def test_docstring_notations_are_rewritten_for_mkdocs():
     """The docs build's Griffe extension turns reST / doc-builder notation into mkdocs Markdown (source untouched)."""

@@ -1,0 +1,223 @@
+"""Per-step cost of DAM against diffu-GRPO on a medium CPU model, at equal rollouts per step.
+
+Both trainers get the same tiny LLaDA-shaped model (default hidden 256, 4 layers, N = 64 completion tokens), the same
+prompts and reward, and 16 rollouts per optimizer step (DAM: 2 training states x K = 8; diffu-GRPO: 2 prompts x 8
+completions, mu = 1), each with its own defaults otherwise: DAM samples with the exact CTMC (one token per call, the
+reference in the same loop), diffu-GRPO with d1's low-confidence sampler (N/2 calls, blocks of 32). The step time is split by timing the trainer's own pieces:
+
+* ``policy sampling``: no-grad policy denoiser calls (rollouts; DAM's generation round of X1 too);
+* ``reference``: reference denoiser calls (inside DAM's rollouts; diffu-GRPO's one mean-field forward);
+* ``prepare other``: the rest of input preparation (rewards, weights, re-masking, bookkeeping);
+* ``loss forward`` and ``backward``: the gradient forward (``compute_loss``) and its backward;
+* ``optimizer + other``: the rest of the optimizer step.
+
+A third DAM run reveals two tokens per denoiser call (``tokens_per_step = 2``: still an exact CTMC with a tractable
+path likelihood, so the weights stay exact), the same number of calls as d1's sampler.
+
+Also per step: denoiser rows (sequence-forwards) and sequential calls, and *trained tokens per gradient-forward row*
+(token targets that receive gradient, divided by the rows of the gradient forward). The first step is a warm-up and
+is not counted.
+
+    python benchmarks/step_cost.py            # medium model (several CPU minutes)
+    python benchmarks/step_cost.py --quick    # small model, under a minute
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from collections import defaultdict
+
+import torch
+from datasets import Dataset
+from transformers import TrainerCallback
+
+from trl_dam.models import build_char_tokenizer, build_tiny_masked_lm
+from trl_dam.trainers import DAMConfig, DAMTrainer, DiffuGRPOConfig, DiffuGRPOTrainer
+
+PROMPTS = ["abc", "de", "fgh a", "h", "bb", "cab", "g", "ef", "ha", "gg", "bd", "c", "ab", "hh", "fa", "dd"]
+
+
+def frac_a(completions, **kwargs):
+    return [c.count("a") / max(1, len(c)) for c in completions]
+
+
+class _Clock:
+    def __init__(self):
+        self.seconds, self.rows, self.calls = defaultdict(float), defaultdict(int), defaultdict(int)
+
+    def wrap(self, name, fn):
+        def timed(*args, **kwargs):
+            tic = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds[name] += time.perf_counter() - tic
+                self.calls[name] += 1
+                if args and isinstance(args[0], torch.Tensor):
+                    self.rows[name] += args[0].shape[0]
+
+        return timed
+
+
+class _StepTimer(TrainerCallback):
+    def __init__(self):
+        self.durations, self._tic = [], 0.0
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._tic = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.durations.append(time.perf_counter() - self._tic)
+
+
+def _instrument(trainer, clock: _Clock) -> None:
+    """Time the trainer's denoisers, input preparation, loss forward and training step on this instance."""
+    denoiser, reference = trainer._denoiser, trainer._reference_denoiser
+    trainer._denoiser = lambda model, disable_adapter=False: clock.wrap(
+        "reference" if disable_adapter else "policy sampling", denoiser(model, disable_adapter)
+    )
+    trainer._reference_denoiser = lambda model: clock.wrap("reference", reference(model))
+    for name, attribute in (
+        ("prepare", "_prepare_inputs"),
+        ("loss forward", "compute_loss"),
+        ("step", "training_step"),
+    ):
+        setattr(trainer, attribute, clock.wrap(name, getattr(trainer, attribute)))
+
+
+def _trained_tokens(method: str, inputs: dict) -> tuple[int, int]:
+    """(token targets with a gradient, gradient-forward rows) of one micro-batch's inputs."""
+    if method == "diffu-GRPO":
+        return int(inputs["loss_mask"].sum()), inputs["sequences"].shape[0]
+    rows = inputs["x_t"].shape[0]
+    if "masked" in inputs:
+        return int(inputs["masked"].sum()) * inputs["weights"].shape[1], rows
+    return int((inputs["positions"] >= 0).sum()), rows
+
+
+def run(method: str, args, target: str = "first_jump", tokens_per_step: int = 1) -> dict:
+    tokenizer = build_char_tokenizer("abcdefgh ")
+    model = build_tiny_masked_lm(
+        tokenizer, kind="llada", hidden_size=args.hidden, num_layers=args.layers, num_heads=4, seed=0
+    )
+    common = dict(
+        output_dir=tempfile.mkdtemp(),
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        save_strategy="no",
+        disable_tqdm=True,
+        max_steps=args.steps + 1,
+        per_device_train_batch_size=16,
+        num_generations=8,
+        max_completion_length=args.length,
+        learning_rate=1e-4,
+        logging_steps=1,
+        seed=0,
+    )
+    dataset = Dataset.from_dict({"prompt": PROMPTS})
+    if method == "DAM":
+        config = DAMConfig(**common, beta=0.1, dam_target=target, tokens_per_step=tokens_per_step)
+        trainer = DAMTrainer(model, frac_a, args=config, train_dataset=dataset, processing_class=tokenizer)
+    else:
+        config = DiffuGRPOConfig(**common, block_length=min(32, args.length))
+        trainer = DiffuGRPOTrainer(model, frac_a, args=config, train_dataset=dataset, processing_class=tokenizer)
+    clock, timer = _Clock(), _StepTimer()
+    trained = []
+    prepare = trainer._prepare_inputs
+
+    def prepare_and_count(rows):
+        inputs = prepare(rows)
+        trained.append(_trained_tokens(method, inputs))
+        return inputs
+
+    trainer._prepare_inputs = prepare_and_count
+    _instrument(trainer, clock)
+    trainer.add_callback(timer)
+    # Warm-up step, then reset every counter.
+    warm = {}
+
+    class _Reset(TrainerCallback):
+        def on_step_end(self, a, state, control, **kwargs):
+            if state.global_step == 1:
+                warm.update(seconds=dict(clock.seconds), rows=dict(clock.rows), calls=dict(clock.calls))
+                trained.clear()
+
+    trainer.add_callback(_Reset())
+    trainer.train()
+    steps = args.steps
+
+    def per_step(kind, key):
+        return (getattr(clock, kind).get(key, 0) - warm[kind].get(key, 0)) / steps
+
+    seconds = {key: per_step("seconds", key) for key in ("policy sampling", "reference", "prepare", "loss forward")}
+    step_total = sum(timer.durations[1:]) / steps
+    training_step = per_step("seconds", "step")
+    record = {
+        "method": method if method != "DAM" else f"DAM ({target}, {tokens_per_step} tok/call)",
+        "step_s": step_total,
+        "policy_sampling_s": seconds["policy sampling"],
+        "reference_s": seconds["reference"],
+        "prepare_other_s": seconds["prepare"] - seconds["policy sampling"] - seconds["reference"],
+        "loss_forward_s": seconds["loss forward"],
+        "backward_s": training_step - seconds["prepare"] - seconds["loss forward"],
+        "optimizer_other_s": step_total - training_step,
+        "denoiser_rows": sum(per_step("rows", key) for key in ("policy sampling", "reference")),
+        "denoiser_calls": sum(per_step("calls", key) for key in ("policy sampling", "reference")),
+        "trained_tokens_per_gradient_row": sum(t for t, _ in trained) / max(1, sum(r for _, r in trained)),
+    }
+    return record
+
+
+def main(argv=None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--length", type=int, default=64, help="completion tokens N")
+    parser.add_argument("--steps", type=int, default=3, help="measured optimizer steps (after one warm-up step)")
+    parser.add_argument("--quick", action="store_true", help="hidden 64, 2 layers, N = 16, 2 steps")
+    parser.add_argument("--json", default="outputs/step_cost.json")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.hidden, args.layers, args.length, args.steps = 64, 2, 16, 2
+    torch.set_num_threads(1)
+    records = [
+        run("DAM", args, "first_jump"),
+        run("DAM", args, "all_positions"),
+        run("DAM", args, "all_positions", tokens_per_step=2),
+        run("diffu-GRPO", args),
+    ]
+    grpo = records[-1]["step_s"]
+    columns = (
+        "step_s",
+        "policy_sampling_s",
+        "reference_s",
+        "prepare_other_s",
+        "loss_forward_s",
+        "backward_s",
+        "optimizer_other_s",
+    )
+    print(f"hidden {args.hidden}, {args.layers} layers, N = {args.length}, 16 rollouts per step, {args.steps} steps")
+    header = f"{'method':34s} " + " ".join(f"{c[:-2]:>15s}" for c in columns)
+    header += f" {'x GRPO':>7s} {'rows':>7s} {'calls':>6s} {'tok/row':>8s}"
+    print(header)
+    for record in records:
+        print(
+            f"{record['method']:34s} "
+            + " ".join(f"{record[c]:15.3f}" for c in columns)
+            + f" {record['step_s'] / grpo:7.2f} {record['denoiser_rows']:7.0f} {record['denoiser_calls']:6.0f}"
+            f" {record['trained_tokens_per_gradient_row']:8.1f}"
+        )
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as handle:
+            json.dump({"hidden": args.hidden, "layers": args.layers, "length": args.length, "runs": records}, handle)
+    return records
+
+
+if __name__ == "__main__":
+    main()
