@@ -11,7 +11,7 @@ reference in the same loop), diffu-GRPO with d1's low-confidence sampler (N/2 ca
 * ``loss forward`` and ``backward``: the gradient forward (``compute_loss``) and its backward;
 * ``optimizer + other``: the rest of the optimizer step.
 
-A third DAM run reveals two tokens per denoiser call (``tokens_per_step = 2``: still an exact CTMC with a tractable
+A third DAM run reveals two tokens per denoiser call (``diffusion_steps = N / 2``: still an exact CTMC with a tractable
 path likelihood, so the weights stay exact), the same number of calls as d1's sampler.
 
 Also per step: denoiser rows (sequence-forwards) and sequential calls, and *trained tokens per gradient-forward row*
@@ -121,7 +121,7 @@ def run(method: str, args, target: str = "first_jump", tokens_per_step: int = 1)
     )
     dataset = Dataset.from_dict({"prompt": PROMPTS})
     if method == "DAM":
-        config = DAMConfig(**common, beta=0.1, dam_target=target, tokens_per_step=tokens_per_step)
+        config = DAMConfig(**common, beta=0.1, dam_target=target, diffusion_steps=args.length // tokens_per_step)
         trainer = DAMTrainer(model, frac_a, args=config, train_dataset=dataset, processing_class=tokenizer)
     else:
         config = DiffuGRPOConfig(**common, block_length=min(32, args.length))

@@ -10,7 +10,7 @@ import pytest
 import torch
 from trainer_helpers import PROMPTS, build_trainer, char_tokenizer, cpu_config_kwargs, history
 
-from trl_dam.core import jump_log_probs, sample_ctmc
+from trl_dam.core import Trajectory, jump_log_probs, sample_ctmc
 from trl_dam.core.shared_rows import GroupedRowsDenoiser
 from trl_dam.trainers import DAMConfig, DAMTrainer
 
@@ -61,6 +61,38 @@ def test_all_positions_gradient_is_weighted_score_of_every_masked_position(tmp_p
     for g, e in zip(grads, expected):
         torch.testing.assert_close(g, e, atol=1e-6, rtol=1e-4)
     assert max(float(g.abs().max()) for g in grads) > 1e-4  # the check is not vacuous
+
+
+def test_all_jumps_gradient_is_weighted_score_of_every_rollout_jump(tmp_path, tokenizer):
+    """At theta = u-bar the gradient is mean over every jump (rollout k, step s) of (1 - W_k) grad log p_theta(v_s |
+    x_s, i_s), with x_s rebuilt independently here by the sampler's own Trajectory.state_before_step."""
+    trainer = make_trainer(
+        tmp_path, tokenizer, per_device_train_batch_size=12, num_generations=4, dam_target="all_jumps"
+    )
+    trainer.model.train()
+    inputs = trainer._prepare_inputs([{"prompt": p} for p in PROMPTS[:3]])
+    params = [p for p in trainer.model.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(trainer.compute_loss(trainer.model, inputs), params)
+
+    num = inputs["weights"].shape[1]
+    positions, tokens, valid = inputs["jump_positions"], inputs["jump_tokens"], inputs["jump_mask"]
+    initial = inputs["x_t"].repeat_interleave(num, 0)
+    trajectory = Trajectory(initial, initial, positions, tokens, valid, inputs["jump_logp_sampler"])
+    logits_fn = trainer._denoiser(trainer.model)
+    terms = []
+    for step in range(trajectory.num_steps):
+        rows = valid[:, step]
+        if not rows.any():
+            continue
+        state = trajectory.state_before_step(step)[rows]
+        a = jump_log_probs(logits_fn, state, positions[rows, step], tokens[rows, step], trainer.mask_token_id)
+        torch.testing.assert_close(a.detach(), inputs["jump_logp_sampler"][rows, step], atol=1e-5, rtol=0)
+        terms.append((1 - inputs["weights"].reshape(-1)[rows]) * a)
+    assert int(valid.sum()) > initial.shape[0]  # more jumps than rollouts: later jumps are trained too
+    expected = torch.autograd.grad(torch.cat(terms).sum() / valid.sum(), params)
+    for g, e in zip(grads, expected):
+        torch.testing.assert_close(g, e, atol=1e-6, rtol=1e-4)
+    assert max(float(g.abs().max()) for g in grads) > 1e-4
 
 
 def test_all_positions_reward_rises(tmp_path, tokenizer):

@@ -9,7 +9,7 @@ from .grpo_names import BETA_NOTE, grpo_help, loss_type_requirement, resolve_grp
 
 LOSS_TYPES = ("gkl", "l2")
 ADJOINT_ESTIMATORS = ("importance_weighted", "analytic")
-DAM_TARGETS = ("first_jump", "all_positions")
+DAM_TARGETS = ("first_jump", "all_positions", "all_jumps")
 FLOAT32_MAX = 3.4028234663852886e38
 
 
@@ -53,6 +53,9 @@ class DAMConfig(DiffusionRLConfig):
             $e^{a-b} - W_k + W_k(\log W_k + b - a)$ with $a = \log p_\theta(Z_k[i] | X_t, i)$
             (`trl_dam.core.all_positions`; $K \times$ masked-count tokens per state, one extra no-grad forward per
             state for $b$). Same fixed point for an order-consistent base; see that module for the bias otherwise.
+            `"all_jumps"`: every jump of every rollout, each from the state it left, with its rollout's $W_k$ (the
+            best on the exact long-sequence benchmark, see Benchmarks); its gradient forward covers every state the
+            rollouts visited, $K \times$ (masks of $X_t$) rows per state, so size `per_device_train_batch_size` for it.
         max_log_weight (`float`, *optional*):
             Clip the importance part of the log weights. Each rollout's path log-ratio
             $\log\rho_k = \sum_s \log p_{\mathrm{ref}} - \log p_\theta$ is centred on its group mean and clipped to
@@ -105,7 +108,8 @@ class DAMConfig(DiffusionRLConfig):
         default="first_jump",
         metadata={
             "help": "'first_jump' (paper Algorithm 1: the K first jumps of each state) or 'all_positions' (every "
-            "masked position of X_t towards the K rollouts' final tokens, from the same forward).",
+            "masked position of X_t towards the K rollouts' final tokens, from the same forward) or 'all_jumps' (every "
+            "jump of every rollout; a gradient forward on every visited state).",
             "choices": list(DAM_TARGETS),
         },
     )

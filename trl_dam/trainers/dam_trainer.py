@@ -283,6 +283,13 @@ class DAMTrainer(DiffusionRLTrainer):
         inputs = {"x_t": x_t, "weights": weights, **_first_jumps(rollouts, num)}
         if args.dam_target == "all_positions":
             inputs.update(self._all_positions_inputs(x_t, rollouts.final.view(len(items), num, -1)))
+        elif args.dam_target == "all_jumps":
+            inputs.update(
+                jump_positions=rollouts.positions,
+                jump_tokens=rollouts.tokens,
+                jump_logp_sampler=rollouts.logp_policy,
+                jump_mask=rollouts.step_mask,
+            )
         return inputs
 
     def _all_positions_inputs(self, x_t: Tensor, finals: Tensor) -> dict[str, Tensor]:
@@ -341,19 +348,28 @@ class DAMTrainer(DiffusionRLTrainer):
 
     def compute_loss(self, model, inputs: dict[str, Tensor], return_outputs: bool = False, num_items_in_batch=None):
         """Algorithm 1, line 9: DAM loss on the K first jumps of each state (or, with `dam_target="all_positions"`, on
-        every masked position towards the K final tokens), from one policy forward on X_t."""
-        x_t = inputs["x_t"]
-        logits = self.adapter.logits(model, x_t, self._attention_mask(x_t))
-        if self.args.dam_target == "all_positions":
-            logp_model = all_positions_log_probs(logits, inputs["finals"], self.mask_token_id)
-            losses = all_positions_dam_loss(
-                logp_model, inputs["logp_sampler_positions"], inputs["weights"], inputs["masked"], self.args.loss_type
-            )
-            return (losses.mean(), None) if return_outputs else losses.mean()
-        # a_k = log Q^theta(Y_k | X_t) for all K jumps of a state, gathered from the same logits.
-        logp_model = gather_jump_log_probs(logits, inputs["positions"], inputs["tokens"], self.mask_token_id)
-        self._check_weights(inputs["weights"], logp_model.dtype)
-        loss = dam_loss(logp_model, inputs["logp_sampler"], inputs["weights"], self.args.loss_type).mean()
+        every masked position towards the K final tokens), from one policy forward on X_t; `"all_jumps"` forwards
+        every state the rollouts visited instead."""
+        if self.args.dam_target == "all_jumps":
+            loss = self._all_jumps_loss(model, inputs)
+        else:
+            x_t = inputs["x_t"]
+            logits = self.adapter.logits(model, x_t, self._attention_mask(x_t))
+            if self.args.dam_target == "all_positions":
+                logp_model = all_positions_log_probs(logits, inputs["finals"], self.mask_token_id)
+                self._check_weights(inputs["weights"], logp_model.dtype)
+                loss = all_positions_dam_loss(
+                    logp_model,
+                    inputs["logp_sampler_positions"],
+                    inputs["weights"],
+                    inputs["masked"],
+                    self.args.loss_type,
+                ).mean()
+            else:
+                # a_k = log Q^theta(Y_k | X_t) for all K jumps of a state, gathered from the same logits.
+                logp_model = gather_jump_log_probs(logits, inputs["positions"], inputs["tokens"], self.mask_token_id)
+                self._check_weights(inputs["weights"], logp_model.dtype)
+                loss = dam_loss(logp_model, inputs["logp_sampler"], inputs["weights"], self.args.loss_type).mean()
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"Step {self.state.global_step}: the DAM loss is {float(loss.detach())}; the weights are finite, so the "
@@ -399,6 +415,22 @@ class DAMTrainer(DiffusionRLTrainer):
                 f"{dtype} (beta = {self.args.beta}). {self._weights_hint()}"
             )
 
+    def _all_jumps_loss(self, model, inputs: dict[str, Tensor]) -> Tensor:
+        r"""DAM loss on every jump $x_s \to x_{s+1}$ of every rollout, weighted by its rollout's $W_k$, from one
+        forward on all the states the rollouts visited (steps that revealed nothing are left out)."""
+        num = inputs["weights"].shape[1]
+        valid = inputs["jump_mask"]
+        visited = _visited_states(
+            inputs["x_t"].repeat_interleave(num, 0), inputs["jump_positions"], inputs["jump_tokens"]
+        )[valid]
+        logits = self.adapter.logits(model, visited, self._attention_mask(visited))
+        logp_model = gather_jump_log_probs(
+            logits, inputs["jump_positions"][valid], inputs["jump_tokens"][valid], self.mask_token_id
+        )
+        self._check_weights(inputs["weights"], logp_model.dtype)
+        weights = inputs["weights"].reshape(-1, 1).expand_as(valid)[valid]
+        return dam_loss(logp_model, inputs["jump_logp_sampler"][valid], weights, self.args.loss_type).mean()
+
     # ------------------------------------------------------------------ checkpoints
 
     def _sampler_state_dict(self) -> dict[str, Any]:
@@ -439,3 +471,15 @@ def _first_jumps(rollouts, num: int) -> dict[str, Tensor]:
         "tokens": rollouts.tokens[rows, step].view(-1, num, rollouts.tokens.shape[2]),
         "logp_sampler": rollouts.logp_policy[rows, step].view(-1, num),
     }
+
+
+def _visited_states(initial: Tensor, positions: Tensor, tokens: Tensor) -> Tensor:
+    """``[batch, steps, length]``: the state before every step of each rollout (``positions``/``tokens`` as recorded
+    by the sampler, ``-1`` pads)."""
+    states, state = [], initial.clone()
+    rows = torch.arange(initial.shape[0], device=initial.device).unsqueeze(1).expand_as(positions[:, 0])
+    for step in range(positions.shape[1]):
+        states.append(state.clone())
+        written = positions[:, step] >= 0
+        state[rows[written], positions[:, step][written]] = tokens[:, step][written]
+    return torch.stack(states, 1)
