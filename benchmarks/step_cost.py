@@ -76,11 +76,14 @@ class _StepTimer(TrainerCallback):
 
 def _instrument(trainer, clock: _Clock) -> None:
     """Time the trainer's denoisers, input preparation, loss forward and training step on this instance."""
-    denoiser, reference = trainer._denoiser, trainer._reference_denoiser
-    trainer._denoiser = lambda model, disable_adapter=False: clock.wrap(
-        "reference" if disable_adapter else "policy sampling", denoiser(model, disable_adapter)
-    )
-    trainer._reference_denoiser = lambda model: clock.wrap("reference", reference(model))
+    denoiser = trainer._denoiser
+
+    def timed_denoiser(model, disable_adapter=False):
+        # The reference is the policy with adapters off (PEFT) or the frozen copy; both go through `_denoiser`.
+        is_reference = disable_adapter or model is trainer.ref_model
+        return clock.wrap("reference" if is_reference else "policy sampling", denoiser(model, disable_adapter))
+
+    trainer._denoiser = timed_denoiser
     for name, attribute in (
         ("prepare", "_prepare_inputs"),
         ("loss forward", "compute_loss"),

@@ -181,3 +181,27 @@ def test_long_sequences_quick(tmp_path):
         assert f"{run['kl'][-1]:.2e}" in line  # the printed table shows the JSON's figures
         if run["method"].startswith("dam"):
             assert run["kl"][-1] < 0.7 * run["kl"][0], run  # every DAM variant learns within the quick run
+
+
+def test_step_cost_quick(tmp_path):
+    out = tmp_path / "step_cost.json"
+    printed = run_benchmark("step_cost", "--json", str(out))
+    report = json.loads(out.read_text())
+    runs = {run["method"]: run for run in report["runs"]}
+    assert list(runs) == [
+        "DAM (first_jump, 1 tok/call)",
+        "DAM (all_positions, 1 tok/call)",
+        "DAM (all_positions, 2 tok/call)",
+        "diffu-GRPO",
+    ]
+    # The first-jump form trains K = 8 one-token jumps per gradient-forward row (one row per training state).
+    assert runs["DAM (first_jump, 1 tok/call)"]["trained_tokens_per_gradient_row"] == 8.0
+    # All positions trains K tokens at every masked position of the state: more than the first jump's K.
+    assert runs["DAM (all_positions, 1 tok/call)"]["trained_tokens_per_gradient_row"] > 8.0
+    assert 0 < runs["diffu-GRPO"]["trained_tokens_per_gradient_row"] <= report["length"]
+    # Two tokens per call halve DAM's sequential calls (up to the rows with an odd number of masks).
+    one, two = runs["DAM (all_positions, 1 tok/call)"], runs["DAM (all_positions, 2 tok/call)"]
+    assert two["denoiser_calls"] < 0.75 * one["denoiser_calls"]
+    for run in runs.values():
+        assert run["step_s"] > 0 and run["policy_sampling_s"] > 0
+        assert f"{run['step_s']:.3f}" in next(line for line in printed.splitlines() if line.startswith(run["method"]))
