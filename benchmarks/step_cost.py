@@ -78,10 +78,10 @@ def _instrument(trainer, clock: _Clock) -> None:
     """Time the trainer's denoisers, input preparation, loss forward and training step on this instance."""
     denoiser = trainer._denoiser
 
-    def timed_denoiser(model, disable_adapter=False):
+    def timed_denoiser(model, reference=False):
         # The reference is the policy with adapters off (PEFT) or the frozen copy; both go through `_denoiser`.
-        is_reference = disable_adapter or model is trainer.ref_model
-        return clock.wrap("reference" if is_reference else "policy sampling", denoiser(model, disable_adapter))
+        is_reference = reference or model is trainer.ref_model
+        return clock.wrap("reference" if is_reference else "policy sampling", denoiser(model, reference))
 
     trainer._denoiser = timed_denoiser
     for name, attribute in (
