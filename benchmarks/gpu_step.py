@@ -201,9 +201,9 @@ def instrument(trainer, recorder: StepRecorder) -> None:
     trainer._run_sampler = counted_sampler
     make_denoiser = trainer._denoiser
 
-    def timed_denoiser(model, disable_adapter: bool = False):
-        logits_fn = make_denoiser(model, disable_adapter)
-        role = "reference" if disable_adapter or model is trainer.ref_model else "policy"
+    def timed_denoiser(model, reference: bool = False):
+        logits_fn = make_denoiser(model, reference)
+        role = "reference" if reference or model is trainer.ref_model else "policy"
 
         def call(x):
             label = "generation_round" if timer.inside("generation_round") else f"rollouts_{role}"
