@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -94,3 +95,66 @@ def last_complete_checkpoint(output_dir: str) -> str | None:
             "stopped while saving it); resuming from an earlier one."
         )
     return None
+
+
+#: Per-process file in a checkpoint folder with the sampler RNG and the method's own state (e.g. a replay buffer).
+SAMPLER_STATE_FILE = "sampler_state_{rank}.pt"
+
+
+class CheckpointMixin:
+    """The trainers' part of checkpoints: the sampler's random state (subclasses add their own state, e.g. the replay
+    buffer), the model card refreshed at each save, and resuming from the newest *complete* checkpoint."""
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, trial=None, **kwargs):
+        """`Trainer.train`, with ``resume_from_checkpoint=True`` taking the newest *complete* checkpoint.
+
+        A folder left incomplete by a run stopped while saving is skipped with a warning naming it (see
+        [`~trl_dam.trainers.checkpointing.last_complete_checkpoint`]); a path to an incomplete folder is refused.
+        """
+        if self.train_dataset is None:
+            raise ValueError(
+                f"{type(self).__name__}.train() needs a `train_dataset` (a dataset with a 'prompt' column)."
+            )
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
+            if resume_from_checkpoint is None:
+                raise ValueError(
+                    f"resume_from_checkpoint=True, but {self.args.output_dir} holds no complete checkpoint folder."
+                )
+        elif isinstance(resume_from_checkpoint, str) and not is_complete_checkpoint(resume_from_checkpoint):
+            raise ValueError(
+                f"Cannot resume from {resume_from_checkpoint}: it has no readable {TRAINER_STATE_FILE}, so its save "
+                "did not finish (or it is not a checkpoint folder). Pass an earlier checkpoint, or True for the "
+                "newest complete one."
+            )
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs)
+
+    def _sampler_state_dict(self) -> dict[str, Any]:
+        """State restored on resume so the run continues exactly; subclasses extend it."""
+        return {"generator": self.generator.get_state()}
+
+    def _load_sampler_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+
+    def _save_checkpoint(self, model, trial):
+        # As TRL's trainers do, refresh the output folder's model card: `push_to_hub` checkpoint pushes upload it.
+        self.create_model_card(model_name=(self.args.hub_model_id or Path(self.args.output_dir).name).split("/")[-1])
+        if not self.args.save_only_model:
+            # Written before the Trainer saves the checkpoint, because with `hub_strategy="checkpoint"` or
+            # `"all_checkpoints"` it starts uploading the folder at the end of `super()._save_checkpoint`.
+            folder = os.path.join(self._get_output_dir(trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            os.makedirs(folder, exist_ok=True)
+            state_file = os.path.join(folder, SAMPLER_STATE_FILE.format(rank=self.args.process_index))
+            torch.save(self._sampler_state_dict(), state_file)
+        super()._save_checkpoint(model, trial)
+
+    def _load_rng_state(self, checkpoint: str | None) -> None:
+        # The Trainer calls this once when it resumes, after skipping the batches already trained on.
+        super()._load_rng_state(checkpoint)
+        if checkpoint is None:
+            return
+        path = os.path.join(checkpoint, SAMPLER_STATE_FILE.format(rank=self.args.process_index))
+        if not os.path.isfile(path):
+            logger.warning(f"No {os.path.basename(path)} in {checkpoint}: the sampler state starts fresh.")
+            return
+        self._load_sampler_state_dict(torch.load(path, weights_only=True))

@@ -48,9 +48,11 @@ from trl_dam.core import (
 )
 from trl_dam.core.all_positions import all_positions_dam_loss, all_positions_log_probs
 
-from .base import DiffusionRLTrainer, RewardFunc, ScoredCompletions
+from .base import DiffusionRLTrainer
 from .checkpointing import rows_from_tensor, rows_to_tensor
 from .dam_config import DAMConfig
+from .generation import ScoredCompletions
+from .reward_scoring import RewardFunc
 
 logger = logging.get_logger(__name__)
 

@@ -32,8 +32,9 @@ from transformers.utils import logging
 
 from trl_dam.core import diffu_grpo_loss, group_normalized_advantages, mean_field_token_log_probs
 
-from .base import DiffusionRLTrainer, RewardFunc
+from .base import DiffusionRLTrainer
 from .diffu_grpo_config import DiffuGRPOConfig
+from .reward_scoring import RewardFunc
 
 logger = logging.get_logger(__name__)
 

@@ -13,15 +13,12 @@ import os
 from importlib import resources
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from accelerate.utils import is_peft_model
 from huggingface_hub import ModelCard, ModelCardData
-from transformers import is_wandb_available
+from transformers import Trainer, is_wandb_available
 from trl.trainer.utils import get_comet_experiment_url, get_config_model_id, get_trackio_space_url
-
-if TYPE_CHECKING:
-    from .base import DiffusionRLTrainer
 
 #: Training arguments listed on the card, when the trainer's config has them.
 HYPERPARAMETERS = (
@@ -91,7 +88,7 @@ def _quick_start_steps(args) -> tuple[int, int, int]:
     return gen_length, steps, block_length
 
 
-def _tags(trainer: DiffusionRLTrainer, tags: str | list[str] | None) -> list[str]:
+def _tags(trainer: Trainer, tags: str | list[str] | None) -> list[str]:
     """TRL's tag handling: the caller's tags, the trainer's `_tag_names`, `hf_jobs` and the Trackio space."""
     tags = set() if tags is None else {tags} if isinstance(tags, str) else set(tags)
     if "JOB_ID" in os.environ:
@@ -104,7 +101,7 @@ def _tags(trainer: DiffusionRLTrainer, tags: str | list[str] | None) -> list[str
 
 
 def build_model_card(
-    trainer: DiffusionRLTrainer,
+    trainer: Trainer,
     model_name: str | None = None,
     dataset_name: str | None = None,
     tags: str | list[str] | None = None,
