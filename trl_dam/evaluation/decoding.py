@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from trl_dam.core import low_confidence_decode, sample_ctmc
-from trl_dam.models import resolve_adapter
+from trl_dam.models import completion_texts, eos_token_ids, resolve_adapter
 
 __all__ = [
     "DECODERS",
@@ -79,21 +79,6 @@ def prompt_canvas(prompt_ids: Sequence[Sequence[int]], budget: int, pad_id: int,
     for row, ids in enumerate(prompt_ids):
         x[row, width - len(ids) : width] = torch.tensor(ids, dtype=torch.long)
     return x
-
-
-def eos_token_ids(tokenizer, model=None) -> list[int]:
-    """End-of-sequence ids: the tokenizer's and the model's generation config's (as the trainer cuts completions)."""
-    model_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    model_eos = model_eos if isinstance(model_eos, list) else [model_eos]
-    return sorted({tokenizer.eos_token_id, *model_eos} - {None})
-
-
-def completion_texts(tokenizer, completion_ids: Tensor, eos_ids: Sequence[int]) -> list[str]:
-    """Cut each completion after its first end-of-sequence token and decode it without special tokens."""
-    is_eos = torch.isin(completion_ids, torch.tensor(list(eos_ids), device=completion_ids.device))
-    lengths = torch.where(is_eos.any(1), is_eos.int().argmax(1) + 1, completion_ids.shape[1])
-    rows = [row[:n].tolist() for row, n in zip(completion_ids, lengths.tolist())]
-    return tokenizer.batch_decode(rows, skip_special_tokens=True)
 
 
 # ---------------------------------------------------------------------------------------------- decoding

@@ -31,6 +31,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallba
 from transformers.utils import logging
 
 from trl_dam.core import diffu_grpo_loss, group_normalized_advantages, mean_field_token_log_probs
+from trl_dam.models import completion_lengths
 
 from .base import DiffusionRLTrainer
 from .diffu_grpo_config import DiffuGRPOConfig
@@ -221,9 +222,8 @@ class DiffuGRPOTrainer(DiffusionRLTrainer):
 
     def _completion_mask(self, completions: Tensor) -> Tensor:
         """``BoolTensor[n, N]``: completion tokens up to and including the first end-of-sequence token (d1)."""
-        is_eos = torch.isin(completions, torch.tensor(self.eos_token_ids, device=completions.device))
-        after_eos = (is_eos.long().cumsum(1) - is_eos.long()) > 0
-        return ~after_eos
+        lengths = completion_lengths(completions, self.eos_token_ids)
+        return torch.arange(completions.shape[1], device=completions.device) < lengths[:, None]
 
     def _token_log_probs(self, logits_fn, sequences: Tensor, seed: int) -> Tensor:
         r"""``FloatTensor[n, N]``: one-step mean-field log-probs of the completion tokens under the mask of ``seed``.

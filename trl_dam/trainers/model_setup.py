@@ -27,6 +27,7 @@ from trl.trainer.utils import (
 from trl_dam.models import (
     REFERENCE_ADAPTER,
     enable_own_activation_checkpointing,
+    eos_token_ids,
     load_diffusion_lm,
     load_tokenizer,
     switch_off_activation_checkpointing,
@@ -85,9 +86,7 @@ class ModelSetupMixin:
         self.pad_token_id = tokenizer.pad_token_id
         # A completion ends at the first of the tokenizer's or the model's end-of-sequence ids (e.g. LLaDA's
         # <|eot_id|> then <|endoftext|> padding).
-        model_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-        model_eos = model_eos if isinstance(model_eos, list) else [model_eos]
-        self.eos_token_ids = sorted({tokenizer.eos_token_id, *model_eos} - {None})
+        self.eos_token_ids = eos_token_ids(tokenizer, model)
         return processing_class
 
     @staticmethod

@@ -28,6 +28,7 @@ from trl.trainer.utils import (
 )
 
 from trl_dam.models import (
+    cut_completions,
     load_tokenizer,
 )
 
@@ -111,10 +112,7 @@ class RewardScoringMixin:
 
     def _decode(self, prompts: list, completion_ids: Tensor) -> tuple[list, list[list[int]]]:
         """Cut each completion after its first end-of-sequence token and decode it (TRL's completion format)."""
-        is_eos = torch.isin(completion_ids, torch.tensor(self.eos_token_ids, device=completion_ids.device))
-        has_eos = is_eos.any(1)
-        lengths = torch.where(has_eos, is_eos.int().argmax(1) + 1, completion_ids.shape[1])
-        ids_list = [row[:n].tolist() for row, n in zip(completion_ids, lengths.tolist())]
+        ids_list = cut_completions(completion_ids, self.eos_token_ids)
         texts = self._tokenizer.batch_decode(ids_list, skip_special_tokens=True)
         if is_conversational({"prompt": prompts[0]}):
             return [[{"role": "assistant", "content": text}] for text in texts], ids_list
