@@ -233,7 +233,7 @@ def test_load_in_4bit_with_lora_reaches_from_pretrained(tmp_path, model_dir, mon
     import torch
     from transformers import BitsAndBytesConfig
 
-    import trl_dam.trainers.base as base
+    import trl_dam.trainers.model_setup as model_setup
 
     calls = []
 
@@ -244,8 +244,8 @@ def test_load_in_4bit_with_lora_reaches_from_pretrained(tmp_path, model_dir, mon
         model.is_loaded_in_4bit = True
         return model
 
-    load_real = base.load_diffusion_lm
-    monkeypatch.setattr(base, "load_diffusion_lm", recording_loader)
+    load_real = model_setup.load_diffusion_lm
+    monkeypatch.setattr(model_setup, "load_diffusion_lm", recording_loader)
     args = parse(
         "--model_name_or_path",
         model_dir,
