@@ -49,6 +49,7 @@ from trl_dam.rewards.sudoku import sudoku_compact_format_reward, sudoku_reward
 from trl_dam.sudoku_demo import score_completions
 from trl_dam.tasks.sudoku import generate_sudoku_dataset
 from trl_dam.trainers import DAMConfig, DAMTrainer, DiffuGRPOConfig, DiffuGRPOTrainer
+from trl_dam.trainers.dam_config import DAM_TARGETS
 
 ROOT = Path(__file__).resolve().parent.parent
 BUDGET = 16  # completion tokens: the 16 digits
@@ -138,14 +139,25 @@ QUICK_DAM = {"per_device_train_batch_size": 32}  # 4 training states x K = 8
 QUICK_GRPO = {"per_device_train_batch_size": 24, "num_iterations": 2}  # 4 prompts x 6 generations
 
 
-def dam_trials(quick: bool) -> list[Trial]:
-    # The demo's recipe, then a higher learning rate, then two tokens per denoiser call (half the rollout cost).
-    trials = [
-        Trial("DAM", "demo recipe (lr 3e-4)", {"learning_rate": 3e-4}),
-        Trial("DAM", "lr 1e-3", {"learning_rate": 1e-3}),
-        Trial("DAM", "lr 3e-4, 2 tokens/step", {"learning_rate": 3e-4, "diffusion_steps": BUDGET // 2}),
+#: DAM's trials: the demo's recipe, then a higher learning rate, then two tokens per denoiser call (half the rollout
+#: cost). Each runs once per `--dam-targets` entry.
+DAM_RECIPES = {
+    "demo recipe (lr 3e-4)": {"learning_rate": 3e-4},
+    "lr 1e-3": {"learning_rate": 1e-3},
+    "lr 3e-4, 2 tokens/step": {"learning_rate": 3e-4, "diffusion_steps": BUDGET // 2},
+}
+
+
+def dam_trials(quick: bool, targets=("first_jump",), names=None) -> list[Trial]:
+    """One trial per (target, recipe); rows are labelled `DAM <target>`, and each target gets its own selection."""
+    recipes = {name: DAM_RECIPES[name] for name in names or DAM_RECIPES}
+    if quick:
+        recipes = {"quick": {**DAM_RECIPES["demo recipe (lr 3e-4)"], **QUICK_DAM}}
+    return [
+        Trial(f"DAM {target}", name, {**overrides, "dam_target": target})
+        for target in targets
+        for name, overrides in recipes.items()
     ]
-    return [Trial("DAM", "quick", {**trials[0].overrides, **QUICK_DAM})] if quick else trials
 
 
 def grpo_trials(quick: bool) -> list[Trial]:
@@ -197,8 +209,8 @@ def run_trial(trial: Trial, example, base, tokenizer, data, budget_calls: int, e
     counter = RewardCounter()
     tracker = BudgetAndAccuracy(counter, budget_calls, tokenizer, data["test_track"], eval_every)
     model = copy.deepcopy(base)
-    folder = os.path.join(out, trial.method.lower())
-    if trial.method == "DAM":
+    folder = os.path.join(out, trial.method.lower().replace(" ", "_"))
+    if trial.method.startswith("DAM"):
         args = dam_args(example, folder, seed, trial.overrides)
         trainer_class = DAMTrainer
     else:
@@ -224,7 +236,7 @@ def run_trial(trial: Trial, example, base, tokenizer, data, budget_calls: int, e
         "history": tracker.history,
     }
     print(
-        f"  {trial.method:<10} {trial.name:<28} steps {trial.result['steps']:>5}  calls {counter.calls:>6}  "
+        f"  {trial.method:<17} {trial.name:<24} steps {trial.result['steps']:>5}  calls {counter.calls:>6}  "
         f"{trial.result['seconds']:7.1f}s  val {trial.result['validation']['cell_accuracy']:.3f}  "
         f"test {trial.result['test']['cell_accuracy']:.3f}",
         flush=True,
@@ -316,37 +328,40 @@ def format_table(report: dict) -> str:
         f"Sudoku 4x4, held-out puzzles ({report['num_test']}, unseen solution grids), greedy low-confidence decoding, "
         f"budget {report['budget_calls']} reward calls per fine-tuning run",
         "",
-        f"{'method':<34} {'cell acc':>8} {'solved':>7} {'reward calls':>12} {'wall s':>8}",
+        f"{'method':<44} {'cell acc':>8} {'solved':>7} {'reward calls':>12} {'wall s':>8}",
     ]
     for row in report["rows"]:
         lines.append(
-            f"{row['name']:<34} {row['cell_accuracy']:>8.3f} {row['puzzle_accuracy']:>7.3f} "
+            f"{row['name']:<44} {row['cell_accuracy']:>8.3f} {row['puzzle_accuracy']:>7.3f} "
             f"{row['reward_calls']:>12} {row['seconds']:>8.1f}"
         )
     lines += ["", "Accuracy over time (held-out tracking subset, selected trials):"]
     for method, history in report["curves"].items():
         points = "  ".join(f"{h['seconds']:.0f}s/{h['reward_calls']}:{h['cell_accuracy']:.2f}" for h in history)
-        lines.append(f"  {method:<11} {points}")
+        lines.append(f"  {method:<18} {points}")
     lines += ["", "Hyper-parameter trials (selected by validation cell accuracy, equal number per method):"]
     for trial in report["trials"]:
         mark = "*" if trial["selected"] else " "
         lines.append(
-            f" {mark} {trial['method']:<10} {trial['name']:<28} val {trial['validation']:.3f}  "
+            f" {mark} {trial['method']:<17} {trial['name']:<24} val {trial['validation']:.3f}  "
             f"test {trial['test']:.3f}  {trial['seconds']:.0f}s"
         )
-    t = report["targets"]
-    lines += [
-        "",
-        f"Gap DAM - diffu-GRPO at the end of the budget: {100 * t['gap']:+.1f} points (target >= +30).",
-        f"DAM reaches diffu-GRPO's final accuracy ({t['grpo_final']:.3f}) after "
-        + (
-            f"{t['dam_time_to_grpo_final']:.0f}s"
-            if t["dam_time_to_grpo_final"] is not None
-            else "never (within budget)"
-        )
-        + f"; diffu-GRPO's wall time {t['grpo_seconds']:.0f}s (target: at most half).",
-    ]
+    for dam, t in report["targets"].items():
+        lines += [
+            "",
+            f"Gap {dam} - diffu-GRPO at the end of the budget: {100 * t['gap']:+.1f} points (target >= +30).",
+            f"{dam} reaches diffu-GRPO's final accuracy ({t['grpo_final']:.3f}) after "
+            + (
+                f"{t['dam_time_to_grpo_final']:.0f}s"
+                if t["dam_time_to_grpo_final"] is not None
+                else "never (within budget)"
+            )
+            + f"; diffu-GRPO's wall time {t['grpo_seconds']:.0f}s (target: at most half).",
+        ]
     return "\n".join(lines)
+
+
+METHODS = ("dam", "diffu-grpo", "svdd")
 
 
 def parse_args(argv=None):
@@ -358,6 +373,27 @@ def parse_args(argv=None):
     parser.add_argument("--num-validation", type=int, default=128, help="validation puzzles (training grids)")
     parser.add_argument("--svdd-candidates", type=int, default=8)
     parser.add_argument("--svdd-alpha", type=float, default=0.0)
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        choices=METHODS,
+        default=list(METHODS),
+        help="what to run besides the base's greedy decoding (e.g. `--methods dam` for DAM-only runs)",
+    )
+    parser.add_argument(
+        "--dam-targets",
+        nargs="+",
+        choices=DAM_TARGETS,
+        default=["first_jump"],
+        help="DAMConfig.dam_target values; DAM's trials run once per target",
+    )
+    parser.add_argument(
+        "--dam-trials",
+        nargs="+",
+        choices=list(DAM_RECIPES),
+        default=None,
+        help="run only these DAM trials (default: all; --quick runs its own single trial)",
+    )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--output-dir", default="outputs/sudoku_compare")
     parser.add_argument("--base-dir", default="outputs/sudoku_compare/bases")
@@ -394,17 +430,23 @@ def main(argv=None) -> dict:
     rows.append(
         {"name": "base, greedy", **base_scores, "reward_calls": 0, "seconds": time.perf_counter() - base_start}
     )
-    svdd_rows = data["test"].select(range(16)) if args.quick else data["test"]
-    svdd = svdd_base(base, tokenizer, svdd_rows, args.svdd_candidates, args.svdd_alpha, args.seed)
-    rows.append({"name": f"base + SVDD (M={args.svdd_candidates}, oracle reward)", **svdd})
-    print(f"  base {base_scores}  SVDD {svdd}", flush=True)
+    print(f"  base {base_scores}", flush=True)
+    if "svdd" in args.methods:
+        svdd_rows = data["test"].select(range(16)) if args.quick else data["test"]
+        svdd = svdd_base(base, tokenizer, svdd_rows, args.svdd_candidates, args.svdd_alpha, args.seed)
+        rows.append({"name": f"base + SVDD (M={args.svdd_candidates}, oracle reward)", **svdd})
+        print(f"  SVDD {svdd}", flush=True)
 
     eval_every = max(budget_calls // 6, 1)
-    trials = dam_trials(args.quick) + grpo_trials(args.quick)
+    trials = []
+    if "dam" in args.methods:
+        trials += dam_trials(args.quick, args.dam_targets, args.dam_trials)
+    if "diffu-grpo" in args.methods:
+        trials += grpo_trials(args.quick)
     for trial in trials:
         run_trial(trial, example, base, tokenizer, data, budget_calls, eval_every, args.seed, args.output_dir)
     selected = {}
-    for method in ("DAM", "diffu-GRPO"):
+    for method in dict.fromkeys(t.method for t in trials):
         candidates = [t for t in trials if t.method == method]
         selected[method] = max(candidates, key=lambda t: t.result["validation"]["cell_accuracy"])
         best = selected[method]
@@ -416,8 +458,18 @@ def main(argv=None) -> dict:
                 "seconds": best.result["seconds"],
             }
         )
-    dam, grpo = selected["DAM"].result, selected["diffu-GRPO"].result
-    grpo_final = grpo["history"][-1]["cell_accuracy"]
+    targets = {}
+    if "diffu-GRPO" in selected:
+        grpo = selected["diffu-GRPO"].result
+        grpo_final = grpo["history"][-1]["cell_accuracy"]
+        for method, trial in selected.items():
+            if method.startswith("DAM"):
+                targets[method] = {
+                    "gap": trial.result["test"]["cell_accuracy"] - grpo["test"]["cell_accuracy"],
+                    "grpo_final": grpo_final,
+                    "grpo_seconds": grpo["seconds"],
+                    "dam_time_to_grpo_final": first_time_reaching(trial.result["history"], grpo_final),
+                }
     report = {
         "num_test": num_test,
         "budget_calls": budget_calls,
@@ -439,12 +491,7 @@ def main(argv=None) -> dict:
             }
             for t in trials
         ],
-        "targets": {
-            "gap": dam["test"]["cell_accuracy"] - grpo["test"]["cell_accuracy"],
-            "grpo_final": grpo_final,
-            "grpo_seconds": grpo["seconds"],
-            "dam_time_to_grpo_final": first_time_reaching(dam["history"], grpo_final),
-        },
+        "targets": targets,
         "total_seconds": time.perf_counter() - start,
     }
     print()

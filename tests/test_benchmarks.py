@@ -46,6 +46,27 @@ def test_sudoku_compare_quick(tmp_path):
     assert all(row["reward_calls"] >= 120 for row in fine_tuned)  # each run spends the budget
 
 
+@pytest.mark.filterwarnings("ignore")
+def test_sudoku_compare_quick_dam_targets(tmp_path):
+    out = tmp_path / "targets.json"
+    printed = run_benchmark(
+        "sudoku_compare",
+        *("--dam-targets", "first_jump", "all_jumps", "--methods", "dam", "--json", str(out)),
+        *("--output-dir", str(tmp_path / "run"), "--base-dir", str(tmp_path / "b")),
+    )
+    report = json.loads(out.read_text())
+    rows = {row["name"]: row for row in report["rows"]}
+    assert set(rows) == {"base, greedy", "DAM first_jump (quick)", "DAM all_jumps (quick)"}  # no GRPO, no SVDD
+    assert [t["overrides"]["dam_target"] for t in report["trials"]] == ["first_jump", "all_jumps"]
+    first, every = rows["DAM first_jump (quick)"], rows["DAM all_jumps (quick)"]
+    for row in (first, every):
+        assert 0.0 <= row["puzzle_accuracy"] <= row["cell_accuracy"] <= 1.0
+        line = next(line for line in printed.splitlines() if line.startswith(row["name"]))
+        assert f"{row['cell_accuracy']:.3f}" in line
+    assert first["reward_calls"] == every["reward_calls"] >= 120  # the same budget, spent by both
+    assert report["targets"] == {}  # no diffu-GRPO to compare with
+
+
 def test_synthetic_quick(tmp_path):
     out = tmp_path / "synthetic.json"
     printed = run_benchmark("synthetic", "--json", str(out), "--figure", str(tmp_path / "synthetic.png"))
