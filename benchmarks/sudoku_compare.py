@@ -18,6 +18,7 @@ rate / speed trials, listed in the output.
     python benchmarks/sudoku_compare.py                     # full run (about 30 minutes on 2 CPU cores)
     python benchmarks/sudoku_compare.py --quick             # smoke run (under a minute)
     python benchmarks/sudoku_compare.py --json outputs/sudoku_compare.json
+    python benchmarks/sudoku_compare.py --methods dam --dam-targets first_jump all_positions all_jumps  # DAM only
 
 The pre-trained base (about 8 of those minutes) is cached in `--base-dir`, keyed by its settings, so re-runs skip it.
 """

@@ -420,6 +420,29 @@ def test_benchmark_tables_come_from_the_json(tmp_path):
     assert "| 8 | 3 | `dam_all_positions` | 8 x 16 | 1.40e-01 | 8.50e-03 | 21 | 21 | 200 | 128 |" in table
 
 
+def test_sudoku_targets_table_leads_over_the_reused_grpo_row(tmp_path):
+    spec = importlib.util.spec_from_file_location("docs_hooks", DOCS / "hooks.py")
+    hooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hooks)
+    assert "--dam-targets first_jump all_positions all_jumps" in hooks.render("sudoku_compare_targets", tmp_path)
+
+    def row(name, accuracy):
+        return {"name": name, "cell_accuracy": accuracy, "puzzle_accuracy": 0.25, "reward_calls": 96, "seconds": 7.4}
+
+    base = {"folder": "outputs/sudoku_compare/bases/abc"}
+    reference = {"budget_calls": 96, "base": base, "rows": [row("DAM (x)", 0.9), row("diffu-GRPO (lr 1e-4)", 0.8)]}
+    (tmp_path / "sudoku_compare.json").write_text(json.dumps(reference))
+    report = {"num_test": 32, "budget_calls": 96, "base": base, "rows": [row("DAM all_jumps (x)", 0.93)]}
+    (tmp_path / "sudoku_compare_targets.json").write_text(json.dumps(report))
+    table = hooks.render("sudoku_compare_targets", tmp_path)
+    assert "| DAM all_jumps (x) | 0.930 | 0.250 | 96 | 7 | +13.0 points |" in table
+    assert "| diffu-GRPO (lr 1e-4), reused | 0.800 | 0.250 | 96 | 7 | +0.0 points |" in table
+    assert "not comparable" not in table
+    report["base"] = {"folder": "elsewhere/bases/def"}
+    (tmp_path / "sudoku_compare_targets.json").write_text(json.dumps(report))
+    assert "not comparable" in hooks.render("sudoku_compare_targets", tmp_path)
+
+
 def test_docstring_notations_are_rewritten_for_mkdocs():
     """The docs build's Griffe extension turns reST / doc-builder notation into mkdocs Markdown (source untouched)."""
     pytest.importorskip("griffe", reason="the docs extra is not installed: pip install -e '.[docs]'")
