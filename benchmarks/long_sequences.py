@@ -25,7 +25,7 @@ from dataclasses import replace
 
 import torch
 
-from trl_dam.synthetic.sequence_runner import SEQUENCE_METHODS, SequenceConfig, run_sequence
+from trl_dam.synthetic.sequence_runner import LR_SCHEDULES, SEQUENCE_METHODS, SequenceConfig, run_sequence
 
 VOCAB = {4: 3, 8: 3, 12: 2}  # V^L completions and (V+1)^L partial states: 81/625, 6561/65536, 4096/531441
 TRADE = ((4, 32), (16, 8))  # (K, states) at the default's 128 rollouts per step
@@ -37,7 +37,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--methods", nargs="+", default=list(SEQUENCE_METHODS), choices=SEQUENCE_METHODS)
     parser.add_argument("--iterations", type=int, default=None)
     parser.add_argument("--evaluations", type=int, default=6, help="evaluation points per run (plus the start)")
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--learning-rate", type=float, default=1e-3, help="the (starting) Adam learning rate")
+    parser.add_argument(
+        "--lr-schedule", default="constant", choices=LR_SCHEDULES, help="the same for every method, D1 included"
+    )
+    parser.add_argument("--lr-final", type=float, default=0.0, help="where the cosine schedule ends")
     parser.add_argument("--trade", action="store_true", help="add the K x states trade runs at L = 8")
     parser.add_argument("--workers", type=int, default=2, help="runs in parallel, one CPU thread each")
     parser.add_argument("--seed", type=int, default=0)
@@ -54,6 +58,8 @@ def build_configs(args) -> list[SequenceConfig]:
         iterations=iterations,
         eval_every=max(1, iterations // args.evaluations),
         learning_rate=args.learning_rate,
+        lr_schedule=args.lr_schedule,
+        lr_final=args.lr_final,
         pretrain_steps=60 if args.quick else 400,
         seed=args.seed,
     )
@@ -130,11 +136,24 @@ def print_table(records: list[dict]) -> None:
                 f"{record['denoiser_calls'][index]:7d} {record['reward_calls'][index]:8d}"
             )
     print()
-    print(f"{'L':>2s} {'method':28s} {'final KL':>9s} {'KL<=1e-2 at wall (s)':>21s} {'KL<=1e-3 at wall (s)':>21s}")
+    thresholds = (1e-2, 1e-3)
+    axes = (("wall_time", "wall (s)", 9), ("forwards", "forwards", 10), ("reward_calls", "rewards", 8))
+    print(f"{'':2s} {'':28s} {'':9s} " + " | ".join(f"{f'first KL<={t:.0e} at':^29s}" for t in thresholds))
+    print(
+        f"{'L':>2s} {'method':28s} {'final KL':>9s} "
+        + " | ".join(" ".join(f"{name:>{width}s}" for _, name, width in axes) for _ in thresholds)
+    )
     for record in records:
-        hits = [time_to(record, threshold, "wall_time") for threshold in (1e-2, 1e-3)]
-        shown = [f"{hit:21.1f}" if hit is not None else f"{'never':>21s}" for hit in hits]
-        print(f"{record['length']:2d} {run_label(record):28s} {record['kl'][-1]:9.2e} {shown[0]} {shown[1]}")
+        shown = []
+        for threshold in thresholds:
+            cells = []
+            for axis, _, width in axes:
+                hit = time_to(record, threshold, axis)
+                cells.append(
+                    f"{'never':>{width}s}" if hit is None else f"{hit:{width}{'.1f' if axis == 'wall_time' else 'd'}}"
+                )
+            shown.append(" ".join(cells))
+        print(f"{record['length']:2d} {run_label(record):28s} {record['kl'][-1]:9.2e} " + " | ".join(shown))
 
 
 def save_figure(records: list[dict], path: str) -> None:

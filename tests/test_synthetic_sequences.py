@@ -88,3 +88,24 @@ def test_d1_step_counts_and_learns_direction():
     policy, reference = ForwardCounter(net), ForwardCounter(SequenceDenoiser(4, 3, hidden=32).requires_grad_(False))
     loss, calls = d1_step_loss(policy, reference, lambda x: successor_reward(x, 3), 3, 4, 0.0, torch.Generator())
     assert calls == 12 and loss.requires_grad and policy.rows == 12 * 4 + 12  # sampling + one mean-field forward
+
+
+def test_cosine_schedule_anneals_the_step_size_and_the_run_still_learns():
+    """The schedule is the closed-form cosine from ``learning_rate`` to ``lr_final`` over the run's steps: the first
+    step runs at ``learning_rate``, step t at lr_final + (lr - lr_final)(1 + cos(pi (t - 1) / T)) / 2; the annealed run
+    still lowers the exact KL; the constant default keeps every step at ``learning_rate``."""
+    common = dict(
+        length=4, vocab=2, method="dam_all_jumps", iterations=40, eval_every=20, pretrain_steps=20, hidden=32
+    )
+    cosine = run_sequence(SequenceConfig(**common, learning_rate=3e-3, lr_schedule="cosine", lr_final=1e-4))
+    assert cosine.iterations == [0, 20, 40]
+    expected = [1e-4 + (3e-3 - 1e-4) * (1 + math.cos(math.pi * (t - 1) / 40)) / 2 for t in (1, 20, 40)]
+    assert cosine.learning_rates == pytest.approx(expected, rel=1e-9)
+    assert cosine.learning_rates[-1] == pytest.approx(1.0447e-04, rel=1e-4)  # the last step: just above lr_final
+    assert all(math.isfinite(kl) for kl in cosine.kl) and cosine.kl[-1] < 0.1 * cosine.kl[0]
+    constant = run_sequence(SequenceConfig(**common, learning_rate=3e-3))
+    assert constant.learning_rates == [3e-3] * 3
+    with pytest.raises(ValueError, match="lr_schedule"):
+        run_sequence(SequenceConfig(**common, lr_schedule="linear"))
+    with pytest.raises(ValueError, match="lr_final"):
+        run_sequence(SequenceConfig(**common, lr_schedule="cosine", lr_final=1.0))

@@ -23,11 +23,18 @@ from trl_dam.synthetic.sequences import (
 )
 
 SEQUENCE_METHODS = tuple(f"dam_{target}" for target in DAM_TARGETS) + ("d1",)
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
 class SequenceConfig:
-    """One run: task geometry, method, batch (``num_states`` training states x ``K`` rollouts) and optimiser."""
+    """One run: task geometry, method, batch (``num_states`` training states x ``K`` rollouts) and optimiser.
+
+    ``lr_schedule`` is the same for every method: ``"constant"`` keeps ``learning_rate``; ``"cosine"`` anneals the
+    step of iteration ``t`` = 1..T to ``lr_final + (learning_rate - lr_final) (1 + cos(pi (t - 1) / T)) / 2``
+    (:class:`torch.optim.lr_scheduler.CosineAnnealingLR` with ``T_max = T``), so the last step runs just above
+    ``lr_final``.
+    """
 
     length: int = 8
     vocab: int = 3
@@ -37,6 +44,8 @@ class SequenceConfig:
     num_generations: int = 8
     num_states: int = 16
     learning_rate: float = 1e-3
+    lr_schedule: str = "constant"
+    lr_final: float = 0.0
     beta: float = 1.0
     reward_scale: float = 4.0
     hidden: int = 128
@@ -54,6 +63,8 @@ class SequenceResult:
     forwards: list[int] = field(default_factory=list)
     denoiser_calls: list[int] = field(default_factory=list)
     reward_calls: list[int] = field(default_factory=list)
+    #: The learning rate of the step that ended at each evaluated iteration (at iteration 0: the first step's).
+    learning_rates: list[float] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         record = asdict(self)
@@ -77,6 +88,10 @@ def run_sequence(config: SequenceConfig) -> SequenceResult:
     """Train from the base and evaluate the exact KL(p* || p_theta) every ``eval_every`` iterations (and at 0)."""
     if config.method not in SEQUENCE_METHODS:
         raise ValueError(f"method must be one of {SEQUENCE_METHODS}, got {config.method!r}")
+    if config.lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {config.lr_schedule!r}")
+    if config.lr_schedule == "cosine" and not 0.0 <= config.lr_final <= config.learning_rate:
+        raise ValueError(f"lr_final must lie in [0, learning_rate = {config.learning_rate}], got {config.lr_final}")
     base, log_base, log_target = setup_task(
         config.length,
         config.vocab,
@@ -89,10 +104,15 @@ def run_sequence(config: SequenceConfig) -> SequenceResult:
     model = copy.deepcopy(base).requires_grad_(True).train()
     policy, reference = ForwardCounter(model), ForwardCounter(base)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    scheduler = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, config.iterations), eta_min=config.lr_final)
+        if config.lr_schedule == "cosine"
+        else None
+    )
     generator = torch.Generator().manual_seed(config.seed + 1)
     reward_fn = functools.partial(successor_reward, vocab=config.vocab, scale=config.reward_scale)
     result = SequenceResult(config, kl_base=kl_divergence(log_target, log_base))
-    wall, reward_calls = 0.0, 0
+    wall, reward_calls, step_lr = 0.0, 0, config.learning_rate
 
     def record(iteration: int) -> None:
         with torch.no_grad():
@@ -103,6 +123,7 @@ def run_sequence(config: SequenceConfig) -> SequenceResult:
         result.forwards.append(policy.rows + reference.rows)
         result.denoiser_calls.append(policy.calls + reference.calls)
         result.reward_calls.append(reward_calls)
+        result.learning_rates.append(step_lr)
 
     record(0)
     k, states = config.num_generations, config.num_states
@@ -115,7 +136,10 @@ def run_sequence(config: SequenceConfig) -> SequenceResult:
             loss, calls = dam_step_loss(policy, reference, reward_fn, states, k, config.beta, generator, target)
         optimizer.zero_grad()
         loss.backward()
+        step_lr = optimizer.param_groups[0]["lr"]
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
         wall += time.perf_counter() - tic
         reward_calls += calls
         if iteration % config.eval_every == 0 or iteration == config.iterations:
