@@ -35,7 +35,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lengths", nargs="+", type=int, default=None, choices=sorted(VOCAB))
     parser.add_argument("--methods", nargs="+", default=list(SEQUENCE_METHODS), choices=SEQUENCE_METHODS)
-    parser.add_argument("--iterations", type=int, default=None)
+    parser.add_argument(
+        "--iterations", nargs="+", type=int, default=None, help="steps per run; several values: one run per value"
+    )
     parser.add_argument("--evaluations", type=int, default=6, help="evaluation points per run (plus the start)")
     parser.add_argument("--learning-rate", type=float, default=1e-3, help="the (starting) Adam learning rate")
     parser.add_argument(
@@ -53,27 +55,29 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def build_configs(args) -> list[SequenceConfig]:
     lengths = args.lengths or ([4, 8] if args.quick else sorted(VOCAB))
-    iterations = args.iterations or (40 if args.quick else 600)
     common = dict(
-        iterations=iterations,
-        eval_every=max(1, iterations // args.evaluations),
         learning_rate=args.learning_rate,
         lr_schedule=args.lr_schedule,
         lr_final=args.lr_final,
         pretrain_steps=60 if args.quick else 400,
         seed=args.seed,
     )
+    horizons = [
+        dict(iterations=iterations, eval_every=max(1, iterations // args.evaluations))
+        for iterations in args.iterations or [40 if args.quick else 600]
+    ]
     configs = [
-        SequenceConfig(length=length, vocab=VOCAB[length], method=method, **common)
+        SequenceConfig(length=length, vocab=VOCAB[length], method=method, **horizon, **common)
         for length in lengths
         for method in args.methods
+        for horizon in horizons
     ]
     if args.trade:
         for method in ("dam_first_jump", "dam_all_positions"):
             for k, states in TRADE:
                 configs.append(
                     replace(
-                        SequenceConfig(length=8, vocab=VOCAB[8], method=method, **common),
+                        SequenceConfig(length=8, vocab=VOCAB[8], method=method, **horizons[0], **common),
                         num_generations=k,
                         num_states=states,
                     )
@@ -108,11 +112,14 @@ def _run_one(config: SequenceConfig):
     return result
 
 
-def run_label(record: dict) -> str:
+def run_label(record: dict, horizons: bool = False) -> str:
+    """The method, its K x states when not the default's, and its number of steps when runs differ in it."""
     default = SequenceConfig()
     label = record["method"]
     if (record["num_generations"], record["num_states"]) != (default.num_generations, default.num_states):
         label += f" K{record['num_generations']}xS{record['num_states']}"
+    if horizons:
+        label += f" {record['iterations'][-1]} steps"
     return label
 
 
@@ -121,7 +128,12 @@ def time_to(record: dict, threshold: float, axis: str) -> float | None:
     return next((x for x, kl in zip(record[axis], record["kl"]) if kl <= threshold), None)
 
 
+def several_horizons(records: list[dict]) -> bool:
+    return len({record["iterations"][-1] for record in records}) > 1
+
+
 def print_table(records: list[dict]) -> None:
+    horizons = several_horizons(records)
     header = (
         f"{'L':>2s} {'V':>2s} {'method':28s} {'iter':>5s} {'KL(p*||p)':>10s} {'wall (s)':>9s} {'forwards':>10s} "
         f"{'calls':>7s} {'rewards':>8s}"
@@ -131,7 +143,7 @@ def print_table(records: list[dict]) -> None:
     for record in records:
         for index, iteration in enumerate(record["iterations"]):
             print(
-                f"{record['length']:2d} {record['vocab']:2d} {run_label(record):28s} {iteration:5d} "
+                f"{record['length']:2d} {record['vocab']:2d} {run_label(record, horizons):28s} {iteration:5d} "
                 f"{record['kl'][index]:10.2e} {record['wall_time'][index]:9.1f} {record['forwards'][index]:10d} "
                 f"{record['denoiser_calls'][index]:7d} {record['reward_calls'][index]:8d}"
             )
@@ -153,7 +165,7 @@ def print_table(records: list[dict]) -> None:
                     f"{'never':>{width}s}" if hit is None else f"{hit:{width}{'.1f' if axis == 'wall_time' else 'd'}}"
                 )
             shown.append(" ".join(cells))
-        print(f"{record['length']:2d} {run_label(record):28s} {record['kl'][-1]:9.2e} " + " | ".join(shown))
+        print(f"{record['length']:2d} {run_label(record, horizons):28s} {record['kl'][-1]:9.2e} " + " | ".join(shown))
 
 
 def save_figure(records: list[dict], path: str) -> None:
@@ -163,6 +175,7 @@ def save_figure(records: list[dict], path: str) -> None:
     import matplotlib.pyplot as plt
 
     lengths = sorted({record["length"] for record in records})
+    horizons = several_horizons(records)
     axes_names = (
         ("wall_time", "wall time (s)"),
         ("forwards", "denoiser forwards (rows)"),
@@ -173,7 +186,7 @@ def save_figure(records: list[dict], path: str) -> None:
         for col, (key, name) in enumerate(axes_names):
             ax = axes[row, col]
             for record in (r for r in records if r["length"] == length):
-                ax.plot(record[key], record["kl"], marker="o", markersize=3, label=run_label(record))
+                ax.plot(record[key], record["kl"], marker="o", markersize=3, label=run_label(record, horizons))
             ax.set_yscale("log")
             ax.set_xlabel(name)
             ax.set_title(f"L = {length}, V = {VOCAB[length]}: KL(p*||p_theta)", fontsize=9)

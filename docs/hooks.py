@@ -30,6 +30,13 @@ COMMANDS = {
     "all_positions all_jumps --dam-trials 'lr 3e-4, 2 tokens/step' --json docs/assets/sudoku_compare_targets.json",
     "long_sequences": "python benchmarks/long_sequences.py --trade --json docs/assets/long_sequences.json "
     "--figure docs/assets/long_sequences.png",
+    "long_sequences_l8_cosine": "OMP_NUM_THREADS=1 python benchmarks/long_sequences.py --lengths 8 --iterations 2000 "
+    "--evaluations 40 --lr-schedule cosine --learning-rate 2e-3 --json docs/assets/long_sequences_l8_cosine.json "
+    "--figure docs/assets/long_sequences_l8_cosine.png",
+    "long_sequences_l8_cosine_horizons": "OMP_NUM_THREADS=1 python benchmarks/long_sequences.py --lengths 8 --methods "
+    "dam_first_jump dam_all_positions --iterations 4000 6000 --evaluations 40 --lr-schedule cosine "
+    "--learning-rate 2e-3 --json docs/assets/long_sequences_l8_cosine_horizons.json "
+    "--figure docs/assets/long_sequences_l8_cosine_horizons.png",
 }
 
 
@@ -166,6 +173,37 @@ def _long_sequences(data: dict, assets: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _long_sequences_crossings(data: dict, assets: Path) -> str:
+    """One row per run: the cost at the first evaluation with KL <= 1e-2 and with KL <= 1e-3, and the run's totals."""
+    lines = [
+        "*KL ≤ x*: wall time, forwards and reward calls at the first evaluation with the exact KL at or below x. "
+        "Steps: the run's length, over which its learning-rate schedule runs.",
+        "",
+        "| L | method | K x states | learning rate | steps | KL end | KL ≤ 1e-2: wall (s) | forwards | reward calls | "
+        "KL ≤ 1e-3: wall (s) | forwards | reward calls | run wall (s) |",
+        "| ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for run in data["runs"]:
+        schedule = (
+            f"cosine {run['learning_rate']:g} → {run['lr_final']:g}"
+            if run.get("lr_schedule") == "cosine"
+            else f"constant {run['learning_rate']:g}"
+        )
+        cells = []
+        for threshold in (1e-2, 1e-3):
+            index = next((i for i, kl in enumerate(run["kl"]) if kl <= threshold), None)
+            cells += (
+                ["never"] * 3
+                if index is None
+                else [f"{run['wall_time'][index]:.0f}", str(run["forwards"][index]), str(run["reward_calls"][index])]
+            )
+        lines.append(
+            f"| {run['length']} | `{run['method']}` | {run['num_generations']} x {run['num_states']} | {schedule} | "
+            f"{run['iterations'][-1]} | {_sci(run['kl'][-1])} | {' | '.join(cells)} | {run['wall_time'][-1]:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def _sudoku_compare_targets(data: dict, assets: Path) -> str:
     """DAM's rows per `dam_target`, each with its lead over the diffu-GRPO row of ``sudoku_compare.json`` (reused, not
     rerun: same base and budget, which the notice under the table checks)."""
@@ -199,4 +237,6 @@ RENDERERS = {
     "sudoku_compare": _sudoku_compare,
     "sudoku_compare_targets": _sudoku_compare_targets,
     "long_sequences": _long_sequences,
+    "long_sequences_l8_cosine": _long_sequences_crossings,
+    "long_sequences_l8_cosine_horizons": _long_sequences_crossings,
 }

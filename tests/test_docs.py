@@ -420,6 +420,39 @@ def test_benchmark_tables_come_from_the_json(tmp_path):
     assert "| 8 | 3 | `dam_all_positions` | 8 x 16 | 1.40e-01 | 8.50e-03 | 21 | 21 | 200 | 128 |" in table
 
 
+def test_long_sequences_crossings_table(tmp_path):
+    """The decaying-lr table: the cost on every axis at the first evaluation at or below each threshold."""
+    spec = importlib.util.spec_from_file_location("docs_hooks", DOCS / "hooks.py")
+    hooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hooks)
+    assert "--lr-schedule cosine" in hooks.render("long_sequences_l8_cosine", tmp_path)
+    run = {
+        "length": 8,
+        "method": "dam_all_jumps",
+        "num_generations": 8,
+        "num_states": 16,
+        "learning_rate": 2e-3,
+        "lr_schedule": "cosine",
+        "lr_final": 0.0,
+        "iterations": [0, 50, 100, 150],
+        "kl": [0.14, 2e-2, 8.5e-3, 9e-4],
+        "wall_time": [0.0, 10.0, 21.4, 30.2],
+        "forwards": [0, 100, 200, 300],
+        "reward_calls": [0, 64, 128, 192],
+    }
+    constant = {**run, "method": "d1", "lr_schedule": "constant", "kl": [0.14, 0.2, 0.3, 0.5]}
+    (tmp_path / "long_sequences_l8_cosine.json").write_text(json.dumps({"quick": False, "runs": [run, constant]}))
+    table = hooks.render("long_sequences_l8_cosine", tmp_path)
+    assert (
+        "| 8 | `dam_all_jumps` | 8 x 16 | cosine 0.002 → 0 | 150 | 9.00e-04 | 21 | 200 | 128 | 30 | 300 | 192 | 30 |"
+        in table
+    )
+    assert (
+        "| 8 | `d1` | 8 x 16 | constant 0.002 | 150 | 5.00e-01 | never | never | never | never | never | never | 30 |"
+        in table
+    )
+
+
 def test_sudoku_targets_table_leads_over_the_reused_grpo_row(tmp_path):
     spec = importlib.util.spec_from_file_location("docs_hooks", DOCS / "hooks.py")
     hooks = importlib.util.module_from_spec(spec)
