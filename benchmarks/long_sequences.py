@@ -8,10 +8,13 @@ exactly for the trained network at every evaluation point (see trl_dam.synthetic
 Methods: DAM with the paper's first-jump target, all jumps, all positions (trl_dam.core.all_positions), and D1
 (diffu-GRPO). Each is reported against wall time (training only, evaluation excluded), denoiser forwards (sequence
 rows through the policy or the base, sampling and training), and reward calls. --trade adds the K x states trade at a
-fixed number of rollouts per step (L = 8, all-positions and first-jump targets).
+fixed number of rollouts per step (L = 8, all-positions and first-jump targets). --lr-schedule cosine anneals the
+learning rate to --lr-final over each run, the same for every method; several --iterations values give one run each.
 
     python benchmarks/long_sequences.py                  # full run (about 20 CPU minutes on 2 cores)
     python benchmarks/long_sequences.py --quick          # smoke run: L = 4 and 8, under a minute
+    python benchmarks/long_sequences.py --lengths 8 --iterations 2000 --evaluations 40 \
+        --lr-schedule cosine --learning-rate 2e-3       # L = 8 with a decaying learning rate (docs/benchmarks.md)
 """
 
 from __future__ import annotations

@@ -37,6 +37,9 @@ COMMANDS = {
     "dam_first_jump dam_all_positions --iterations 4000 6000 --evaluations 40 --lr-schedule cosine "
     "--learning-rate 2e-3 --json docs/assets/long_sequences_l8_cosine_horizons.json "
     "--figure docs/assets/long_sequences_l8_cosine_horizons.png",
+    "long_sequences_l8_constant": "OMP_NUM_THREADS=1 python benchmarks/long_sequences.py --lengths 8 --methods "
+    "dam_first_jump dam_all_jumps --iterations 2000 --evaluations 40 --json docs/assets/long_sequences_l8_constant.json "
+    "--figure docs/assets/long_sequences_l8_constant.png",
 }
 
 
@@ -239,4 +242,5 @@ RENDERERS = {
     "long_sequences": _long_sequences,
     "long_sequences_l8_cosine": _long_sequences_crossings,
     "long_sequences_l8_cosine_horizons": _long_sequences_crossings,
+    "long_sequences_l8_constant": _long_sequences_crossings,
 }

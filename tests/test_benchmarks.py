@@ -204,6 +204,36 @@ def test_long_sequences_quick(tmp_path):
             assert run["kl"][-1] < 0.7 * run["kl"][0], run  # every DAM variant learns within the quick run
 
 
+def test_long_sequences_horizons_and_crossing_summary(capsys):
+    """Several --iterations values give one run each (evaluated --evaluations times), the schedule reaches every run,
+    and the summary prints the cost on each axis at the first evaluation at or below 1e-2 and 1e-3."""
+    spec = importlib.util.spec_from_file_location(
+        "long_sequences_benchmark", ROOT / "benchmarks" / "long_sequences.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    args = bench.parse_args(
+        ["--lengths", "8", "--methods", "dam_first_jump", "d1", "--iterations", "40", "60", "--evaluations", "4"]
+        + ["--lr-schedule", "cosine", "--learning-rate", "2e-3", "--lr-final", "1e-5"]
+    )
+    configs = bench.build_configs(args)
+    assert [(c.method, c.iterations, c.eval_every) for c in configs] == [
+        ("dam_first_jump", 40, 10),
+        ("dam_first_jump", 60, 15),
+        ("d1", 40, 10),
+        ("d1", 60, 15),
+    ]
+    assert {(c.lr_schedule, c.learning_rate, c.lr_final) for c in configs} == {("cosine", 2e-3, 1e-5)}
+    record = {"length": 8, "vocab": 3, "method": "dam_all_jumps", "num_generations": 8, "num_states": 16}
+    record |= {"iterations": [0, 50, 100], "kl": [0.1, 5e-3, 8e-4], "wall_time": [0.0, 4.0, 9.5]}
+    record |= {"forwards": [0, 1000, 2100], "denoiser_calls": [0, 10, 20], "reward_calls": [0, 640, 1280]}
+    longer = record | {"iterations": [0, 100, 200], "method": "dam_first_jump", "kl": [0.1, 0.2, 0.3]}
+    bench.print_table([record, longer])
+    summary = capsys.readouterr().out.splitlines()[-2:]
+    assert summary[0].split() == "8 dam_all_jumps 100 steps 8.00e-04 4.0 1000 640 | 9.5 2100 1280".split()
+    assert summary[1].split() == "8 dam_first_jump 200 steps 3.00e-01 never never never | never never never".split()
+
+
 def test_step_cost_quick(tmp_path):
     out = tmp_path / "step_cost.json"
     printed = run_benchmark("step_cost", "--json", str(out))
