@@ -55,6 +55,33 @@ def _output_logits(output) -> torch.Tensor:
     return output.logits if hasattr(output, "logits") else output[0]
 
 
+def _restricted_forward(
+    model: nn.Module, kwargs: dict[str, Any], source: torch.LongTensor, length: int
+) -> tuple[torch.Tensor | None, bool]:
+    """`(logits, True)`: `model(**kwargs)`'s logits with the head restricted to `source` ([B, P, V]).
+    `(logits, False)`: its full logits ([B, L, V]), the head could not be restricted. `(None, False)`: the forward must
+    run again without the hook, because the hooked logits came out in an unexpected shape or the forward failed on them
+    (e.g. a model reshaping its logits to [B, L, V])."""
+    batch, head = source.shape[0], None
+    try:
+        with output_head_at(model, source, length) as head:
+            logits = _output_logits(model(**kwargs))
+    except torch.OutOfMemoryError:
+        raise
+    except RuntimeError as error:
+        if head is None or not head.gathered:
+            raise
+        log_full_logits_once(model, f"the forward failed on the restricted head's output: {error}")
+        return None, False
+    if head.applied and tuple(logits.shape[:2]) == tuple(source.shape):
+        return logits, True
+    if head.untouched and tuple(logits.shape[:2]) == (batch, length):
+        log_full_logits_once(model, head.reason)
+        return logits, False
+    log_full_logits_once(model, f"the restricted head's logits have shape {tuple(logits.shape)}")
+    return None, False
+
+
 def _check_positions(positions: torch.Tensor, batch: int, length: int) -> None:
     if positions.dim() != 2 or positions.shape[0] != batch or positions.dtype not in (torch.int64, torch.int32):
         raise ValueError(
@@ -147,15 +174,10 @@ class DiffusionLMAdapter:
             log_full_logits_once(model, f"{type(self).__name__} aligns logits without a source_positions mapping")
             logits = _output_logits(model(**kwargs))
         else:
-            with output_head_at(model, source, length) as head:
-                logits = _output_logits(model(**kwargs))
-            if head.applied and tuple(logits.shape[:2]) == tuple(positions.shape):
+            logits, restricted = _restricted_forward(model, kwargs, source, length)
+            if restricted:
                 return logits
-            full = head.untouched and tuple(logits.shape[:2]) == (batch, length)
-            log_full_logits_once(
-                model, head.reason if full else "the restricted head's output has an unexpected shape"
-            )
-            if not full:
+            if logits is None:
                 logits = _output_logits(model(**kwargs))
         rows = torch.arange(batch, device=positions.device).unsqueeze(1)
         return self.align_logits(logits)[rows, positions]
