@@ -25,6 +25,7 @@ not cheaper); the reason is logged once per model class at info level. A hook th
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,6 +37,9 @@ from transformers.utils import logging
 logger = logging.get_logger(__name__)
 
 _LOGGED: set[tuple[str, str]] = set()
+#: wrapper -> unwrapped model: `unwrap_model` costs milliseconds (accelerate looks up installed packages), a sampler
+#: step of a small model about as much. The unwrapped model of a given wrapper object does not change.
+_UNWRAPPED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def log_full_logits_once(model: nn.Module, reason: str) -> None:
@@ -52,9 +56,11 @@ def output_head(model: nn.Module) -> nn.Module | None:
     """The output-embedding module of ``model`` (wrappers stripped by `unwrap_model`), or ``None`` when the model
     declares none or it is its input embedding (a head that reuses the embedding table by ``F.linear`` cannot be
     hooked: the hook would fire on the token lookup)."""
-    from trl_dam.models.adapters import unwrap_model
+    base = _UNWRAPPED.get(model)
+    if base is None:
+        from trl_dam.models.adapters import unwrap_model
 
-    base = unwrap_model(model)
+        base = _UNWRAPPED[model] = unwrap_model(model)
     get_head = getattr(base, "get_output_embeddings", None)
     head = get_head() if callable(get_head) else None
     if not isinstance(head, nn.Module) or isinstance(head, nn.Embedding):
