@@ -13,9 +13,9 @@ Models (tiny LLaDA-shaped, random weights, float32, CPU, one thread):
 * ``LLaDA-size vocab``: hidden 256, 2 layers, LLaDA's 126,464 tokens.
 
 Per model and path: seconds per sampler step (policy + reference call, after a warm-up; the fastest of ``--repeats``
-runs, the machine being shared), and the peak memory the sampling adds: the process's peak resident set (``VmHWM``,
-reset through ``/proc/self/clear_refs``) minus its resident set before sampling (the largest over the runs), each
-model and path in a freshly forked process. The big-vocabulary models run the first
+runs, full and restricted alternating, the machine being shared), and the peak memory the sampling adds: the process's
+peak resident set (``VmHWM``, reset through ``/proc/self/clear_refs``) minus its resident set before sampling (the
+largest over the runs), each run in a freshly forked process. The big-vocabulary models run the first
 ``--steps`` sampler steps only (every step costs about the same).
 
     python benchmarks/head_positions.py                # the three models (a few CPU minutes)
@@ -95,7 +95,7 @@ def _rss_kb(field: str) -> int:
         return next(int(line.split()[1]) for line in status if line.startswith(field))
 
 
-def _measure(spec: dict, restricted: bool, repeats: int, queue) -> None:
+def _measure(spec: dict, restricted: bool, queue) -> None:
     torch.set_num_threads(1)
     (policy_model, adapter, pad, vocab), (reference_model, *_) = _models(spec, 0), _models(spec, 1)
     policy = adapter.bind_left_padded(policy_model, pad)
@@ -116,32 +116,29 @@ def _measure(spec: dict, restricted: bool, repeats: int, queue) -> None:
         )
 
     sample(2)  # warm-up: first-call allocations, the shared first step and one regular step
-    seconds, peak_mib = [], []
-    for _ in range(repeats):
-        before = _rss_kb("VmRSS")
-        with open("/proc/self/clear_refs", "w") as clear:
-            clear.write("5")  # reset the peak resident set to the current one
-        tic = time.perf_counter()
-        trajectory = sample(spec["steps"])
-        seconds.append(time.perf_counter() - tic)
-        peak_mib.append((_rss_kb("VmHWM") - before) / 1024)
+    before = _rss_kb("VmRSS")
+    with open("/proc/self/clear_refs", "w") as clear:
+        clear.write("5")  # reset the peak resident set to the current one
+    tic = time.perf_counter()
+    trajectory = sample(spec["steps"])
+    seconds = time.perf_counter() - tic
     steps = int(trajectory.step_mask.any(0).sum())
     queue.put(
         dict(
-            seconds_per_step=min(seconds) / steps,  # the least disturbed repeat (a shared machine)
+            seconds_per_step=seconds / steps,
             steps=steps,
-            peak_mib=max(peak_mib),
+            peak_mib=(_rss_kb("VmHWM") - before) / 1024,
             final=trajectory.final.tolist(),
             logp_policy=trajectory.logp_policy.sum().item(),
         )
     )
 
 
-def measure(spec: dict, restricted: bool, repeats: int) -> dict:
+def measure(spec: dict, restricted: bool) -> dict:
     """One measurement in a freshly forked process (its own peak resident set)."""
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
-    process = context.Process(target=_measure, args=(spec, restricted, repeats, queue))
+    process = context.Process(target=_measure, args=(spec, restricted, queue))
     process.start()
     result = queue.get()
     process.join()
@@ -150,20 +147,39 @@ def measure(spec: dict, restricted: bool, repeats: int) -> dict:
     return result
 
 
+def _best(results: list[dict]) -> dict:
+    """The fastest repeat's seconds (the least disturbed, on a shared machine) and the largest peak."""
+    if any(r["final"] != results[0]["final"] for r in results):
+        raise AssertionError("the same seeds sampled different tokens")
+    return {
+        **results[0],
+        "seconds_per_step": min(r["seconds_per_step"] for r in results),
+        "peak_mib": max(r["peak_mib"] for r in results),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, two models, under a minute")
     parser.add_argument("--steps", type=int, default=None, help="sampler steps measured on the big-vocabulary models")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per measurement (3; 1 with --quick)")
+    parser.add_argument("--models", nargs="+", default=None, help="a subset of the model names")
     parser.add_argument("--json", default="outputs/head_positions.json")
     args = parser.parse_args()
     models = QUICK if args.quick else MODELS
+    if args.models:
+        unknown = set(args.models) - set(models)
+        if unknown:
+            raise SystemExit(f"unknown --models {sorted(unknown)}; choose from {list(models)}")
+        models = {name: spec for name, spec in models.items() if name in args.models}
     runs = []
     for name, spec in models.items():
         if args.steps is not None and spec["steps"] is not None:
             spec = {**spec, "steps": args.steps}
         repeats = args.repeats or (1 if args.quick else 3)
-        full, restricted = measure(spec, False, repeats), measure(spec, True, repeats)
+        # Full and restricted alternate, so a change in the machine's load hits both alike.
+        pairs = [(measure(spec, False), measure(spec, True)) for _ in range(repeats)]
+        full, restricted = (_best([pair[i] for pair in pairs]) for i in (0, 1))
         if full["final"] != restricted["final"]:
             raise AssertionError(f"{name}: the restricted head sampled other tokens than the full one")
         vocab = spec["vocab"] or len(build_char_tokenizer("abcdefgh "))
