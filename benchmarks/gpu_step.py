@@ -46,6 +46,7 @@ from datasets import Dataset
 from peft import LoraConfig
 from transformers import TrainerCallback
 
+from trl_dam.core import logits_at
 from trl_dam.models import TinyLLaDAConfig, TinyLLaDAModelLM, build_char_tokenizer, unwrap_model
 from trl_dam.trainers import DAMConfig, DAMTrainer, DiffuGRPOConfig, DiffuGRPOTrainer
 
@@ -205,11 +206,12 @@ def instrument(trainer, recorder: StepRecorder) -> None:
         logits_fn = make_denoiser(model, reference)
         role = "reference" if reference or model is trainer.ref_model else "policy"
 
-        def call(x):
+        def call(x, positions=None):
             label = "generation_round" if timer.inside("generation_round") else f"rollouts_{role}"
             with timer.section(label):
-                return logits_fn(x)
+                return logits_fn(x) if positions is None else logits_at(logits_fn, x, positions)
 
+        call.accepts_positions = True  # the samplers still ask for the revealed positions only
         return call
 
     trainer._denoiser = timed_denoiser

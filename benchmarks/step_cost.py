@@ -60,6 +60,8 @@ class _Clock:
                 if args and isinstance(args[0], torch.Tensor):
                     self.rows[name] += args[0].shape[0]
 
+        # A timed denoiser is still asked for the revealed positions only (see trl_dam.core.sampling.logits_at).
+        timed.accepts_positions = getattr(fn, "accepts_positions", False)
         return timed
 
 

@@ -40,6 +40,7 @@ COMMANDS = {
     "long_sequences_l8_constant": "OMP_NUM_THREADS=1 python benchmarks/long_sequences.py --lengths 8 --methods "
     "dam_first_jump dam_all_jumps --iterations 2000 --evaluations 40 --json docs/assets/long_sequences_l8_constant.json "
     "--figure docs/assets/long_sequences_l8_constant.png",
+    "head_positions": "python benchmarks/head_positions.py --json docs/assets/head_positions.json",
 }
 
 
@@ -231,6 +232,28 @@ def _sudoku_compare_targets(data: dict, assets: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _head_positions(data: dict, assets: Path) -> str:
+    lines = [
+        f"`sample_ctmc` on K = {data['rows']} copies of a half-masked state, policy + reference, one token per call, "
+        "CPU, one thread. Seconds per sampler step: the fastest of the repeats; peak: the process's peak resident set "
+        "during sampling minus its resident set before (MiB). The last column is computed: one float32 logits tensor "
+        "of a K-row call.",
+        "",
+        "| model | V | H | layers | L | steps | s/step, full head | s/step, restricted | speed-up | "
+        "peak MiB, full | peak MiB, restricted | logits MiB, full / restricted |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for run in data["runs"]:
+        full, restricted = run["full"], run["restricted"]
+        lines.append(
+            f"| {run['model']} | {run['vocab']:,} | {run['hidden']} | {run['layers']} | {run['length']} | "
+            f"{run['steps']} | {full['seconds_per_step']:.4f} | {restricted['seconds_per_step']:.4f} | "
+            f"{full['seconds_per_step'] / restricted['seconds_per_step']:.2f}x | {full['peak_mib']:.1f} | "
+            f"{restricted['peak_mib']:.1f} | {run['logits_mib_full']:.1f} / {run['logits_mib_restricted']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def _sci(value: float) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value:.2e}"
 
@@ -239,6 +262,7 @@ RENDERERS = {
     "synthetic": _synthetic,
     "sudoku_compare": _sudoku_compare,
     "sudoku_compare_targets": _sudoku_compare_targets,
+    "head_positions": _head_positions,
     "long_sequences": _long_sequences,
     "long_sequences_l8_cosine": _long_sequences_crossings,
     "long_sequences_l8_cosine_horizons": _long_sequences_crossings,

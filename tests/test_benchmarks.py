@@ -256,3 +256,22 @@ def test_step_cost_quick(tmp_path):
     for run in runs.values():
         assert run["step_s"] > 0 and run["policy_sampling_s"] > 0
         assert f"{run['step_s']:.3f}" in next(line for line in printed.splitlines() if line.startswith(run["method"]))
+
+
+def test_head_positions_quick(tmp_path):
+    """The restricted head samples the same tokens and takes the [K, L, V] logits out of the rollouts' peak memory:
+    the full path's peak holds at least one such tensor, the restricted one less than half of it."""
+    out = tmp_path / "head_positions.json"
+    printed = run_benchmark("head_positions", "--json", str(out))
+    report = json.loads(out.read_text())
+    runs = {run["model"]: run for run in report["runs"]}
+    assert list(runs) == ["char-vocab medium", "MDLM-size vocab"]
+    big = runs["MDLM-size vocab"]
+    assert big["logits_mib_full"] == pytest.approx(8 * 32 * 50257 * 4 / 2**20)
+    assert big["full"]["peak_mib"] >= 0.9 * big["logits_mib_full"]
+    assert big["restricted"]["peak_mib"] < 0.5 * big["logits_mib_full"]
+    for run in runs.values():
+        assert run["same_tokens"] and run["logp_policy_difference"] < 1e-3
+        assert run["full"]["seconds_per_step"] > 0 and run["restricted"]["seconds_per_step"] > 0
+        line = next(line for line in printed.splitlines() if line.startswith(run["model"]))
+        assert f"{run['full']['peak_mib']:.1f}" in line and f"{run['restricted']['seconds_per_step']:.4f}" in line

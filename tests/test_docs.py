@@ -453,6 +453,31 @@ def test_long_sequences_crossings_table(tmp_path):
     )
 
 
+def test_head_positions_table_comes_from_the_json(tmp_path):
+    spec = importlib.util.spec_from_file_location("docs_hooks", DOCS / "hooks.py")
+    hooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hooks)
+    assert "benchmarks/head_positions.py --json" in hooks.render("head_positions", tmp_path)
+    run = {
+        "model": "MDLM-size vocab",
+        "vocab": 50257,
+        "hidden": 256,
+        "layers": 2,
+        "length": 128,
+        "steps": 8,
+        "full": {"seconds_per_step": 0.5, "peak_mib": 200.25},
+        "restricted": {"seconds_per_step": 0.125, "peak_mib": 10.0},
+        "logits_mib_full": 196.3,
+        "logits_mib_restricted": 1.534,
+    }
+    (tmp_path / "head_positions.json").write_text(json.dumps({"rows": 8, "runs": [run]}))
+    table = hooks.render("head_positions", tmp_path)
+    assert (
+        "| MDLM-size vocab | 50,257 | 256 | 2 | 128 | 8 | 0.5000 | 0.1250 | 4.00x | 200.2 | 10.0 | 196.3 / 1.53 |"
+        in table
+    )
+
+
 def test_sudoku_targets_table_leads_over_the_reused_grpo_row(tmp_path):
     spec = importlib.util.spec_from_file_location("docs_hooks", DOCS / "hooks.py")
     hooks = importlib.util.module_from_spec(spec)

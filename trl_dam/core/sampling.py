@@ -2,7 +2,10 @@ r"""Masked-diffusion samplers over a generic denoiser.
 
 A denoiser is any callable ``logits_fn(x) -> logits`` with ``x: LongTensor[batch, length]`` and
 ``logits: FloatTensor[batch, length, vocab]``, where ``logits[b, i]`` scores the token at position ``i``
-(masked positions are the ones equal to ``mask_token_id``).
+(masked positions are the ones equal to ``mask_token_id``). A denoiser may also compute its logits at requested
+positions only: one with ``accepts_positions = True`` is called as ``logits_fn(x, positions=p)`` with
+``p: LongTensor[batch, P]`` and returns ``[batch, P, vocab]`` (see :func:`logits_at`); the samplers ask for the
+positions they read, so such a denoiser can skip the output projection everywhere else.
 
 Two samplers live here:
 
@@ -30,6 +33,23 @@ import torch
 from torch import Tensor
 
 LogitsFn = Callable[[Tensor], Tensor]
+
+
+def logits_at(logits_fn: LogitsFn, x: Tensor, positions: Tensor) -> Tensor:
+    r"""The denoiser's logits at ``positions[b, j]`` of each row: ``logits_fn(x)[b, positions[b, j]]``, ``[B, P, V]``.
+
+    A denoiser that declares ``accepts_positions = True`` (the model adapters' bound denoisers,
+    :class:`~trl_dam.core.shared_rows.GroupedRowsDenoiser`) is asked for those positions only, so it can run its
+    output projection there alone; any other callable's full logits are gathered.
+
+    Args:
+        x (`LongTensor[B, L]`): states.
+        positions (`LongTensor[B, P]`): positions in ``[0, L)``, per row.
+    """
+    if getattr(logits_fn, "accepts_positions", False):
+        return logits_fn(x, positions=positions)
+    rows = torch.arange(x.shape[0], device=x.device).unsqueeze(1)
+    return logits_fn(x)[rows, positions]
 
 
 @dataclass
@@ -172,7 +192,8 @@ def sample_ctmc(
     not need are padded and flagged by ``step_mask``.
 
     Args:
-        logits_fn: policy denoiser, ``x -> logits[batch, length, vocab]``.
+        logits_fn: policy denoiser, ``x -> logits[batch, length, vocab]`` (asked for the revealed positions only when
+            it accepts ``positions=``, see :func:`logits_at`).
         x (`LongTensor[batch, length]`): starting state; positions equal to ``mask_token_id`` get filled.
         mask_token_id (`int`): the mask id.
         tokens_per_step (`int`): tokens revealed per denoiser call (1 = the exact CTMC jump chain).
@@ -208,10 +229,9 @@ def sample_ctmc(
         safe_pos = pos.clamp(min=0)
         # Only the active rows need a denoiser call; slicing keeps padded rows out of the batch.
         idx = active.nonzero(as_tuple=True)[0]
-        sub_rows = torch.arange(len(idx), device=x.device).unsqueeze(1)
-        # Gather the k revealed positions before the softmax: the full [batch, length, vocab] log-softmax is
-        # the largest tensor of a LLaDA-sized step and only k columns of it are used.
-        logp_at = token_log_probs(logits_fn(state[idx])[sub_rows, safe_pos[idx]], mask_token_id, temperature)
+        # Only the k revealed positions are read: a denoiser that can computes its output projection there alone
+        # (logits_at); the full [batch, length, vocab] logits are the largest tensor of a LLaDA-sized step.
+        logp_at = token_log_probs(logits_at(logits_fn, state[idx], safe_pos[idx]), mask_token_id, temperature)
         u = torch.rand(logp_at.shape[:2], generator=generator, device="cpu").to(x.device)
         drawn = _inverse_cdf(logp_at, u)
         chosen = torch.where(valid[idx], drawn, torch.full_like(drawn, -1))
@@ -219,7 +239,7 @@ def sample_ctmc(
         picked = logp_at.gather(-1, drawn.unsqueeze(-1)).squeeze(-1)
         logp_policy[idx, s] = (picked * valid[idx]).sum(1)
         if reference_logits_fn is not None:
-            ref_at = token_log_probs(reference_logits_fn(state[idx])[sub_rows, safe_pos[idx]], mask_token_id)
+            ref_at = token_log_probs(logits_at(reference_logits_fn, state[idx], safe_pos[idx]), mask_token_id)
             ref_picked = ref_at.gather(-1, drawn.unsqueeze(-1)).squeeze(-1)
             logp_reference[idx, s] = (ref_picked * valid[idx]).sum(1)
         state[rows[valid], pos[valid]] = tokens[:, s][valid]
@@ -395,8 +415,9 @@ def _low_confidence_path(
     At step :math:`s` in block :math:`[lo, hi)` the candidate token of each position is the argmax
     (:math:`\tau = 0`) or a draw from :math:`\mathrm{softmax}(z/\tau)`; its confidence is the untempered
     :math:`\log p(v \mid x_s, i)` (or a uniform number for ``"random"``), and the ``quota[b, s]`` most confident masked
-    positions of the block are committed. Only the block's columns of the logits are converted to float32: the
-    largest tensor this function builds is ``[batch, block_length, vocab]``. At :math:`\tau = 0` the recorded
+    positions of the block are committed. Only the block's columns of the logits are asked for (:func:`logits_at`) and
+    converted to float32: the largest tensor this function builds is ``[batch, block_length, vocab]`` (the denoiser's
+    full logits too, unless it accepts ``positions=``). At :math:`\tau = 0` the recorded
     log-probs are at temperature 1.
     """
     if remasking not in REMASKING:
@@ -423,12 +444,13 @@ def _low_confidence_path(
     logp_policy = torch.zeros(batch, quota.shape[1], device=x.device)
     logp_reference = torch.zeros_like(logp_policy) if reference_logits_fn is not None else None
     slot = torch.arange(width, device=x.device)
+    block_cols = torch.arange(block_length, device=x.device).expand(batch, block_length)
     for s in range(quota.shape[1]):
         if not (quota[:, s] > 0).any():
             continue
         lo = completion_start + (s // steps_per_block) * block_length
         cols = slice(lo, lo + block_length)
-        logits = logits_fn(state)[:, cols]
+        logits = logits_at(logits_fn, state, block_cols + lo)
         if temperature > 0:
             logp = token_log_probs(logits, mask_token_id, temperature)
             u = torch.rand(logp.shape[:2], generator=generator, device="cpu").to(x.device)
@@ -455,7 +477,9 @@ def _low_confidence_path(
         tokens[:, s] = torch.where(valid, drawn.gather(1, order), -1)
         logp_policy[:, s] = (picked.gather(1, order) * valid).sum(1)
         if reference_logits_fn is not None:
-            ref_picked = selected_token_log_probs(reference_logits_fn(state)[:, cols], drawn, mask_token_id)
+            ref_picked = selected_token_log_probs(
+                logits_at(reference_logits_fn, state, block_cols + lo), drawn, mask_token_id
+            )
             logp_reference[:, s] = (ref_picked.gather(1, order) * valid).sum(1)
         _write(state, positions[:, s], tokens[:, s])
     step_mask = (positions >= 0).any(-1)

@@ -23,12 +23,14 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 from transformers.utils import logging
+
+from .head_positions import log_full_logits_once, output_head_at
 
 logger = logging.get_logger(__name__)
 
@@ -47,6 +49,46 @@ DREAM_ARCHITECTURES = frozenset({"DreamModel", "TinyDreamModel"})
 
 #: `<|mdm_mask|>` in the GSAI-ML/LLaDA-8B-* tokenizer, which does not declare it as its `mask_token`.
 LLADA_DEFAULT_MASK_TOKEN_ID = 126336
+
+
+def _output_logits(output) -> torch.Tensor:
+    return output.logits if hasattr(output, "logits") else output[0]
+
+
+def _restricted_forward(
+    model: nn.Module, kwargs: dict[str, Any], source: torch.LongTensor, length: int
+) -> tuple[torch.Tensor | None, bool]:
+    """`(logits, True)`: `model(**kwargs)`'s logits with the head restricted to `source` ([B, P, V]).
+    `(logits, False)`: its full logits ([B, L, V]), the head could not be restricted. `(None, False)`: the forward must
+    run again without the hook, because the hooked logits came out in an unexpected shape or the forward failed on them
+    (e.g. a model reshaping its logits to [B, L, V])."""
+    batch, head = source.shape[0], None
+    try:
+        with output_head_at(model, source, length) as head:
+            logits = _output_logits(model(**kwargs))
+    except torch.OutOfMemoryError:
+        raise
+    except RuntimeError as error:
+        if head is None or not head.gathered:
+            raise
+        log_full_logits_once(model, f"the forward failed on the restricted head's output: {error}")
+        return None, False
+    if head.applied and tuple(logits.shape[:2]) == tuple(source.shape):
+        return logits, True
+    if head.untouched and tuple(logits.shape[:2]) == (batch, length):
+        log_full_logits_once(model, head.reason)
+        return logits, False
+    log_full_logits_once(model, f"the restricted head's logits have shape {tuple(logits.shape)}")
+    return None, False
+
+
+def _check_positions(positions: torch.Tensor, batch: int, length: int) -> None:
+    if positions.dim() != 2 or positions.shape[0] != batch or positions.dtype not in (torch.int64, torch.int32):
+        raise ValueError(
+            f"positions must be an integer tensor [batch={batch}, P], got {positions.dtype} {tuple(positions.shape)}."
+        )
+    if positions.numel() and (int(positions.min()) < 0 or int(positions.max()) >= length):
+        raise ValueError(f"positions must lie in [0, {length}), got values in [{positions.min()}, {positions.max()}].")
 
 
 def _padding_positions(attention_mask: torch.Tensor) -> torch.LongTensor:
@@ -84,19 +126,37 @@ class DiffusionLMAdapter:
         """Raw model logits [B, L, V] -> aligned logits [B, L, V] (identity unless the family predicts shifted)."""
         return logits
 
+    def source_positions(self, positions: torch.LongTensor) -> torch.LongTensor | None:
+        """Aligned positions [B, P] -> the raw-logit positions [B, P] they are read from (identity unless the family
+        predicts shifted); `None` when unknown (a subclass that overrides `align_logits` but not this method), in
+        which case `logits(..., positions=...)` computes the full logits and gathers."""
+        if type(self).align_logits is not DiffusionLMAdapter.align_logits:
+            return None
+        return positions
+
     def logits(
-        self, model: nn.Module, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None
+        self,
+        model: nn.Module,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        positions: torch.LongTensor | None = None,
     ) -> torch.Tensor:
-        """Denoiser logits.
+        """Denoiser logits, at every position or at the requested ones only.
 
         Args:
             model: the model (possibly PEFT-, DDP- or DeepSpeed-wrapped: it is only called).
             input_ids: [B, L] token ids, masked positions holding `mask_token_id`.
             attention_mask: optional [B, L] with 1 for real tokens and 0 for padding.
+            positions: optional [B, P] positions (per row) whose logits are wanted. The output projection then runs
+                on those positions' hidden states only ([`~trl_dam.models.head_positions.output_head_at`]), which
+                saves `(L - P) / L` of the head's FLOPs and of the logits' memory; the result equals the full logits
+                gathered at `positions` (up to the matmul's summation order). Models whose head cannot be restricted
+                get the full logits gathered (logged once).
 
         Returns:
-            [B, L, V] logits in the model's dtype, `logits[:, i]` being the distribution of the token at position i.
-            V is the model's output size (it may exceed the tokenizer's vocabulary). Rows at padding are meaningless.
+            [B, L, V] logits (or [B, P, V] with `positions`) in the model's dtype, `logits[:, i]` being the distribution
+            of the token at position i. V is the model's output size (it may exceed the tokenizer's vocabulary). Rows
+            at padding are meaningless.
         """
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be [batch, length], got shape {tuple(input_ids.shape)}.")
@@ -104,9 +164,23 @@ class DiffusionLMAdapter:
             raise ValueError(
                 f"attention_mask shape {tuple(attention_mask.shape)} does not match input_ids {tuple(input_ids.shape)}."
             )
-        output = model(**self.forward_kwargs(input_ids, attention_mask))
-        logits = output.logits if hasattr(output, "logits") else output[0]
-        return self.align_logits(logits)
+        kwargs = self.forward_kwargs(input_ids, attention_mask)
+        if positions is None:
+            return self.align_logits(_output_logits(model(**kwargs)))
+        batch, length = input_ids.shape
+        _check_positions(positions, batch, length)
+        source = self.source_positions(positions)
+        if source is None:
+            log_full_logits_once(model, f"{type(self).__name__} aligns logits without a source_positions mapping")
+            logits = _output_logits(model(**kwargs))
+        else:
+            logits, restricted = _restricted_forward(model, kwargs, source, length)
+            if restricted:
+                return logits
+            if logits is None:
+                logits = _output_logits(model(**kwargs))
+        rows = torch.arange(batch, device=positions.device).unsqueeze(1)
+        return self.align_logits(logits)[rows, positions]
 
     def bind(self, model: nn.Module, attention_mask: torch.Tensor | None = None) -> BoundDenoiser:
         """Fix the model (and optionally a padding mask) and return a callable `x [B, L] -> logits [B, L, V]`.
@@ -164,6 +238,10 @@ class DreamAdapter(DiffusionLMAdapter):
     def align_logits(self, logits):
         return torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
 
+    def source_positions(self, positions):
+        """Aligned position i reads the raw logits at i - 1 (position 0 its own), as `align_logits` does."""
+        return (positions - 1).clamp(min=0)
+
 
 @dataclass(frozen=True)
 class BidirectionalLMAdapter(DiffusionLMAdapter):
@@ -176,15 +254,20 @@ class BidirectionalLMAdapter(DiffusionLMAdapter):
     def forward_kwargs(self, input_ids, attention_mask):
         return {**super().forward_kwargs(input_ids, attention_mask), "use_cache": False}
 
-    def logits(self, model, input_ids, attention_mask=None):
+    def logits(self, model, input_ids, attention_mask=None, positions=None):
         if attention_mask is not None:
             ensure_bidirectional_padding_mask(model)
-        return super().logits(model, input_ids, attention_mask)
+        return super().logits(model, input_ids, attention_mask, positions)
 
 
 @dataclass(frozen=True, eq=False)
 class BoundDenoiser:
-    """`logits_fn` for samplers: `logits_fn(x)` -> [B, L, V] aligned logits. See [`DiffusionLMAdapter.bind`]."""
+    """`logits_fn` for samplers: `logits_fn(x)` -> [B, L, V] aligned logits, `logits_fn(x, positions=p)` -> [B, P, V]
+    at the positions `p` [B, P] only (the head restricted; see [`DiffusionLMAdapter.logits`]). See
+    [`DiffusionLMAdapter.bind`]."""
+
+    #: Samplers pass `positions=` to denoisers that declare it (see `trl_dam.core.sampling.logits_at`).
+    accepts_positions: ClassVar[bool] = True
 
     adapter: DiffusionLMAdapter
     model: nn.Module
@@ -194,7 +277,7 @@ class BoundDenoiser:
     def mask_token_id(self) -> int:
         return self.adapter.mask_token_id
 
-    def __call__(self, x: torch.LongTensor) -> torch.Tensor:
+    def __call__(self, x: torch.LongTensor, positions: torch.LongTensor | None = None) -> torch.Tensor:
         mask = self.attention_mask
         if mask is not None:
             if mask.dim() != 2 or mask.shape[0] != x.shape[0] or mask.shape[1] > x.shape[1]:
@@ -204,7 +287,7 @@ class BoundDenoiser:
                 )
             if mask.shape[1] < x.shape[1]:
                 mask = F.pad(mask, (0, x.shape[1] - mask.shape[1]), value=1)
-        return self.adapter.logits(self.model, x, mask)
+        return self.adapter.logits(self.model, x, mask, positions)
 
 
 def left_padding_mask(x: torch.LongTensor, pad_token_id: int) -> torch.LongTensor | None:
@@ -219,7 +302,10 @@ def left_padding_mask(x: torch.LongTensor, pad_token_id: int) -> torch.LongTenso
 
 @dataclass(frozen=True, eq=False)
 class LeftPaddedDenoiser:
-    """`logits_fn` with the left padding of each input hidden. See [`DiffusionLMAdapter.bind_left_padded`]."""
+    """`logits_fn` with the left padding of each input hidden; `positions=` as in [`BoundDenoiser`]. See
+    [`DiffusionLMAdapter.bind_left_padded`]."""
+
+    accepts_positions: ClassVar[bool] = True
 
     adapter: DiffusionLMAdapter
     model: nn.Module
@@ -230,12 +316,12 @@ class LeftPaddedDenoiser:
     def mask_token_id(self) -> int:
         return self.adapter.mask_token_id
 
-    def __call__(self, x: torch.LongTensor) -> torch.Tensor:
+    def __call__(self, x: torch.LongTensor, positions: torch.LongTensor | None = None) -> torch.Tensor:
         attention_mask = left_padding_mask(x, self.pad_token_id)
         if self.disable_adapter:
             with reference_adapter(self.model):
-                return self.adapter.logits(self.model, x, attention_mask)
-        return self.adapter.logits(self.model, x, attention_mask)
+                return self.adapter.logits(self.model, x, attention_mask, positions)
+        return self.adapter.logits(self.model, x, attention_mask, positions)
 
 
 #: The frozen adapter that holds the reference policy of a PEFT model passed to a trainer (TRL's name for it).
