@@ -18,7 +18,6 @@ from trl_dam.core.shared_rows import GroupedRowsDenoiser
 from trl_dam.models import (
     TINY_KINDS,
     DiffusionLMAdapter,
-    LeftPaddedDenoiser,
     build_tiny_masked_lm,
     head_positions,
     load_diffusion_lm,
@@ -246,9 +245,11 @@ def test_logits_at_gathers_for_plain_callables():
     torch.testing.assert_close(got, torch.stack([table[0, [4, 0]], table[1, [2, 2]]]) + 1)
 
 
-def test_dam_step_is_the_same_with_the_restricted_head(tmp_path, monkeypatch):
+@pytest.mark.parametrize("dam_target", ["first_jump", "all_jumps", "all_positions"])
+def test_dam_step_is_the_same_with_the_restricted_head(tmp_path, monkeypatch, dam_target):
     """A DAM step (generation round, rollouts with reference, loss, update) gives the same loss and parameters with
-    the head restricted (the default) and with it computed everywhere."""
+    the head restricted (the default: the samplers and the first-jump / all-jumps gradient forward ask for positions)
+    and with it computed everywhere (no `source_positions`: every request falls back to full logits, gathered)."""
     from trainer_helpers import N, build_trainer, char_tokenizer, cpu_config_kwargs, history, tiny_model
 
     from trl_dam.trainers import DAMConfig, DAMTrainer
@@ -256,19 +257,27 @@ def test_dam_step_is_the_same_with_the_restricted_head(tmp_path, monkeypatch):
     tokenizer = char_tokenizer()
     results = []
     for restricted in (True, False):
-        monkeypatch.setattr(LeftPaddedDenoiser, "accepts_positions", restricted)
-        args = DAMConfig(**cpu_config_kwargs(tmp_path / str(restricted), max_steps=2), beta=0.1)
+        if not restricted:
+            monkeypatch.setattr(DiffusionLMAdapter, "source_positions", lambda self, positions: None)
+        args = DAMConfig(
+            **cpu_config_kwargs(tmp_path / str(restricted), max_steps=2), beta=0.1, dam_target=dam_target, optim="sgd"
+        )
         model = tiny_model(tokenizer)
         shapes, handle = _head_rows(model)
         trainer = build_trainer(DAMTrainer, args, tokenizer, model=model)
         trainer.train()
         handle.remove()
-        # Sampling calls project at most N positions per row (one per call, or the K of a shared first step) when
-        # restricted; the loss forward and the unrestricted run project every position of the canvas (> N).
+        # Restricted, sampling calls project at most N positions per row (one per call, or the K of a shared first
+        # step); so does the gradient forward except for all_positions. Unrestricted, every call projects the whole
+        # canvas (> N positions).
         assert any(s[1] <= N for s in shapes) == restricted
+        if restricted:
+            loss_forwards = [s for s in shapes if s[1] > N]
+            assert bool(loss_forwards) == (dam_target == "all_positions")
         results.append((history(trainer, "loss"), [p.detach().clone() for p in trainer.model.parameters()]))
     (loss_on, params_on), (loss_off, params_off) = results
     assert len(loss_on) == 2 and loss_on == pytest.approx(loss_off, rel=1e-5, abs=1e-7)
     assert any(abs(v) > 1e-6 for v in loss_on)
     for on, off in zip(params_on, params_off, strict=True):
+        # SGD: parameter differences are the lr times the gradients' (Adam would blow up the rounding of near-zero ones).
         torch.testing.assert_close(on, off, rtol=1e-5, atol=1e-6)

@@ -356,8 +356,8 @@ class DAMTrainer(DiffusionRLTrainer):
             loss = self._all_jumps_loss(model, inputs)
         else:
             x_t = inputs["x_t"]
-            logits = self.adapter.logits(model, x_t, self._attention_mask(x_t))
             if self.args.dam_target == "all_positions":
+                logits = self.adapter.logits(model, x_t, self._attention_mask(x_t))
                 logp_model = all_positions_log_probs(logits, inputs["finals"], self.mask_token_id)
                 self._check_weights(inputs["weights"], logp_model.dtype)
                 loss = all_positions_dam_loss(
@@ -368,8 +368,9 @@ class DAMTrainer(DiffusionRLTrainer):
                     self.args.loss_type,
                 ).mean()
             else:
-                # a_k = log Q^theta(Y_k | X_t) for all K jumps of a state, gathered from the same logits.
-                logp_model = gather_jump_log_probs(logits, inputs["positions"], inputs["tokens"], self.mask_token_id)
+                # a_k = log Q^theta(Y_k | X_t) for all K jumps of a state, from one forward whose output head runs at
+                # the K jumps' positions only.
+                logp_model = self._jump_log_probs(model, x_t, inputs["positions"], inputs["tokens"])
                 self._check_weights(inputs["weights"], logp_model.dtype)
                 loss = dam_loss(logp_model, inputs["logp_sampler"], inputs["weights"], self.args.loss_type).mean()
         if not torch.isfinite(loss):
@@ -417,6 +418,17 @@ class DAMTrainer(DiffusionRLTrainer):
                 f"{dtype} (beta = {self.args.beta}). {self._weights_hint()}"
             )
 
+    def _jump_log_probs(self, model, states: Tensor, positions: Tensor, tokens: Tensor) -> Tensor:
+        r"""$\sum_j \log p_\theta(v_j | x, i_j)$ of the jumps ``positions``/``tokens`` (``[B, ..., k]``, ``-1`` pads) from
+        each state of ``states`` (``[B, L]``), the output head run at the jumps' positions only (`positions=` of
+        [`~trl_dam.models.DiffusionLMAdapter.logits`]): the gradient forward's logits are ``[B, K k, V]``, not
+        ``[B, L, V]``."""
+        flat = positions.reshape(positions.shape[0], -1)
+        logits = self.adapter.logits(model, states, self._attention_mask(states), positions=flat.clamp(min=0))
+        # The jumps' positions become their columns in the restricted logits; pads stay -1.
+        columns = torch.arange(flat.shape[1], device=flat.device).expand_as(flat).reshape(positions.shape)
+        return gather_jump_log_probs(logits, torch.where(positions >= 0, columns, -1), tokens, self.mask_token_id)
+
     def _all_jumps_loss(self, model, inputs: dict[str, Tensor]) -> Tensor:
         r"""DAM loss on every jump $x_s \to x_{s+1}$ of every rollout, weighted by its rollout's $W_k$, from one
         forward on all the states the rollouts visited (steps that revealed nothing are left out)."""
@@ -425,9 +437,8 @@ class DAMTrainer(DiffusionRLTrainer):
         visited = _visited_states(
             inputs["x_t"].repeat_interleave(num, 0), inputs["jump_positions"], inputs["jump_tokens"]
         )[valid]
-        logits = self.adapter.logits(model, visited, self._attention_mask(visited))
-        logp_model = gather_jump_log_probs(
-            logits, inputs["jump_positions"][valid], inputs["jump_tokens"][valid], self.mask_token_id
+        logp_model = self._jump_log_probs(
+            model, visited, inputs["jump_positions"][valid], inputs["jump_tokens"][valid]
         )
         self._check_weights(inputs["weights"], logp_model.dtype)
         weights = inputs["weights"].reshape(-1, 1).expand_as(valid)[valid]
