@@ -11,6 +11,9 @@ reference in the same loop), diffu-GRPO with d1's low-confidence sampler (N/2 ca
 * ``loss forward`` and ``backward``: the gradient forward (``compute_loss``) and its backward;
 * ``optimizer + other``: the rest of the optimizer step.
 
+A DAM run with ``fold_generation`` samples each generation round (after the warm-up step's) inside the rollout batch:
+the same rows, without the round's own N sequential policy calls.
+
 A third DAM run reveals two tokens per denoiser call (``diffusion_steps = N / 2``: still an exact CTMC with a tractable
 path likelihood, so the weights stay exact), the same number of calls as d1's sampler.
 
@@ -104,7 +107,7 @@ def _trained_tokens(method: str, inputs: dict) -> tuple[int, int]:
     return int((inputs["positions"] >= 0).sum()), rows
 
 
-def run(method: str, args, target: str = "first_jump", tokens_per_step: int = 1) -> dict:
+def run(method: str, args, target: str = "first_jump", tokens_per_step: int = 1, fold: bool = False) -> dict:
     tokenizer = build_char_tokenizer("abcdefgh ")
     model = build_tiny_masked_lm(
         tokenizer, kind="llada", hidden_size=args.hidden, num_layers=args.layers, num_heads=4, seed=0
@@ -126,7 +129,13 @@ def run(method: str, args, target: str = "first_jump", tokens_per_step: int = 1)
     )
     dataset = Dataset.from_dict({"prompt": PROMPTS})
     if method == "DAM":
-        config = DAMConfig(**common, beta=0.1, dam_target=target, diffusion_steps=args.length // tokens_per_step)
+        config = DAMConfig(
+            **common,
+            beta=0.1,
+            dam_target=target,
+            diffusion_steps=args.length // tokens_per_step,
+            fold_generation=fold,
+        )
         trainer = DAMTrainer(model, frac_a, args=config, train_dataset=dataset, processing_class=tokenizer)
     else:
         config = DiffuGRPOConfig(**common, block_length=min(32, args.length))
@@ -163,7 +172,7 @@ def run(method: str, args, target: str = "first_jump", tokens_per_step: int = 1)
     step_total = sum(timer.durations[1:]) / steps
     training_step = per_step("seconds", "step")
     record = {
-        "method": method if method != "DAM" else f"DAM ({target}, {tokens_per_step} tok/call)",
+        "method": method if method != "DAM" else f"DAM ({target}, {tokens_per_step} tok/call{', folded' * fold})",
         "step_s": step_total,
         "policy_sampling_s": seconds["policy sampling"],
         "reference_s": seconds["reference"],
@@ -192,6 +201,7 @@ def main(argv=None) -> list[dict]:
     torch.set_num_threads(1)
     records = [
         run("DAM", args, "first_jump"),
+        run("DAM", args, "first_jump", fold=True),
         run("DAM", args, "all_positions"),
         run("DAM", args, "all_positions", tokens_per_step=2),
         run("diffu-GRPO", args),
@@ -207,12 +217,12 @@ def main(argv=None) -> list[dict]:
         "optimizer_other_s",
     )
     print(f"hidden {args.hidden}, {args.layers} layers, N = {args.length}, 16 rollouts per step, {args.steps} steps")
-    header = f"{'method':34s} " + " ".join(f"{c[:-2]:>15s}" for c in columns)
+    header = f"{'method':42s} " + " ".join(f"{c[:-2]:>15s}" for c in columns)
     header += f" {'x GRPO':>7s} {'rows':>7s} {'calls':>6s} {'tok/row':>8s}"
     print(header)
     for record in records:
         print(
-            f"{record['method']:34s} "
+            f"{record['method']:42s} "
             + " ".join(f"{record[c]:15.3f}" for c in columns)
             + f" {record['step_s'] / grpo:7.2f} {record['denoiser_rows']:7.0f} {record['denoiser_calls']:6.0f}"
             f" {record['trained_tokens_per_gradient_row']:8.1f}"

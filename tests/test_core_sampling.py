@@ -382,3 +382,51 @@ def test_selected_token_log_probs_equals_full_log_softmax_and_its_gradient():
         (g_picked,) = torch.autograd.grad(picked.sum(), logits)
         torch.testing.assert_close(g_picked, g_full, atol=1e-6, rtol=1e-5)  # float32 maths, float64 leaves
         assert g_picked[..., 10].abs().max() == 0  # the mask id is outside the support
+
+
+@pytest.mark.parametrize("sampler", ["ctmc", "low_confidence"])
+def test_reference_rows_skip_the_reference_and_leave_the_path_alone(sampler):
+    """`reference_rows`: the reference is never called on the unflagged rows, which record 0; the path (the
+    reference draws no random number) and the flagged rows' reference log-probs are those of a run with the
+    reference on every row."""
+    gen = torch.Generator().manual_seed(0)
+    policy_table = torch.randn(4, 6, 5, generator=gen)
+    reference_table = torch.randn(4, 6, 5, generator=gen)
+    seen = []
+
+    def policy(x):  # row-independent, so a subset of rows gives the same numbers
+        return policy_table[x[:, 0] % 4] + 0.3 * x[:, :, None].float()
+
+    def reference(x):
+        seen.append(x[:, 0].clone())
+        return reference_table[x[:, 0] % 4] + 0.1 * x[:, :, None].float()
+
+    x = torch.tensor([[0, 4, 4, 4, 4, 4], [1, 4, 2, 4, 4, 4], [2, 4, 4, 4, 4, 4], [3, 1, 4, 4, 4, 4]])
+    flags = torch.tensor([True, False, True, False])
+
+    def run(**kwargs):
+        if sampler == "ctmc":
+            return sample_ctmc(
+                policy, x, 4, reference_logits_fn=reference, generator=torch.Generator().manual_seed(1), **kwargs
+            )
+        return sample_low_confidence(
+            policy,
+            x,
+            4,
+            steps=4,
+            block_length=5,
+            completion_start=1,
+            reference_logits_fn=reference,
+            generator=torch.Generator().manual_seed(1),
+            **kwargs,
+        )
+
+    every = run()
+    seen.clear()
+    some = run(reference_rows=flags)
+    assert seen and all(set(first.tolist()) <= {0, 2} for first in seen)  # row i starts with token i
+    assert torch.equal(some.final, every.final) and torch.equal(some.logp_policy, every.logp_policy)
+    torch.testing.assert_close(some.logp_reference[flags], every.logp_reference[flags], rtol=0, atol=0)
+    assert (some.logp_reference[~flags] == 0).all() and (every.logp_reference[~flags] != 0).any()
+    with pytest.raises(ValueError, match=r"reference_rows must be a BoolTensor\[4\]"):
+        run(reference_rows=flags[:3])

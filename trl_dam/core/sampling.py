@@ -177,6 +177,7 @@ def sample_ctmc(
     reference_logits_fn: LogitsFn | None = None,
     generator: torch.Generator | None = None,
     max_steps: int | None = None,
+    reference_rows: Tensor | None = None,
 ) -> Trajectory:
     r"""Run the masked CTMC jump chain from ``x`` until no mask is left (or for ``max_steps`` steps).
 
@@ -201,11 +202,15 @@ def sample_ctmc(
         reference_logits_fn: optional reference/base denoiser evaluated on the same states.
         generator: torch random generator (CPU) for reproducibility.
         max_steps (`int`, *optional*): stop after this many steps; ``final`` then still holds masks.
+        reference_rows (`BoolTensor[batch]`, *optional*): the rows the reference is called on (all when ``None``);
+            the others record :math:`\ell^{\mathrm{ref}}_s = 0`. Rows sampled without a reference share the
+            policy calls of the others (DAM's folded generation round).
     """
     if tokens_per_step < 1:
         raise ValueError(f"tokens_per_step must be >= 1, got {tokens_per_step}")
     state = x.clone()
     batch, length = state.shape
+    _check_reference_rows(reference_rows, batch)
     is_masked = state == mask_token_id
     order = random_unmasking_order(is_masked, generator)
     max_masked = int(is_masked.sum(1).max().item()) if batch else 0
@@ -238,13 +243,23 @@ def sample_ctmc(
         tokens[idx, s] = chosen
         picked = logp_at.gather(-1, drawn.unsqueeze(-1)).squeeze(-1)
         logp_policy[idx, s] = (picked * valid[idx]).sum(1)
-        if reference_logits_fn is not None:
-            ref_at = token_log_probs(logits_at(reference_logits_fn, state[idx], safe_pos[idx]), mask_token_id)
-            ref_picked = ref_at.gather(-1, drawn.unsqueeze(-1)).squeeze(-1)
-            logp_reference[idx, s] = (ref_picked * valid[idx]).sum(1)
+        keep = slice(None) if reference_rows is None else reference_rows[idx]
+        ref = idx[keep]
+        if reference_logits_fn is not None and len(ref):
+            ref_at = token_log_probs(logits_at(reference_logits_fn, state[ref], safe_pos[ref]), mask_token_id)
+            ref_picked = ref_at.gather(-1, drawn[keep].unsqueeze(-1)).squeeze(-1)
+            logp_reference[ref, s] = (ref_picked * valid[ref]).sum(1)
         state[rows[valid], pos[valid]] = tokens[:, s][valid]
     step_mask = (positions >= 0).any(-1)
     return Trajectory(x.clone(), state, positions, tokens, step_mask, logp_policy, logp_reference)
+
+
+def _check_reference_rows(reference_rows: Tensor | None, batch: int) -> None:
+    if reference_rows is not None and (reference_rows.dtype != torch.bool or tuple(reference_rows.shape) != (batch,)):
+        raise ValueError(
+            f"reference_rows must be a BoolTensor[{batch}] (one flag per row of x), got {reference_rows.dtype} of "
+            f"shape {tuple(reference_rows.shape)}"
+        )
 
 
 def _inverse_cdf(log_probs: Tensor, uniforms: Tensor) -> Tensor:
@@ -360,6 +375,7 @@ def sample_low_confidence(
     temperature: float = 1.0,
     reference_logits_fn: LogitsFn | None = None,
     generator: torch.Generator | None = None,
+    reference_rows: Tensor | None = None,
 ) -> Trajectory:
     r"""LLaDA low-confidence block decoding that records its path as a :class:`Trajectory`.
 
@@ -381,6 +397,7 @@ def sample_low_confidence(
         block_length (`int`): block size; must divide the completion length.
         completion_start (`int`, *optional*): first completion column (default: first column holding a mask).
         temperature (`float`): sampling temperature, > 0 (recorded log-probs are at this temperature).
+        reference_rows (`BoolTensor[batch]`, *optional*): as in :func:`sample_ctmc`.
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0 to record a stochastic path, got {temperature}")
@@ -395,6 +412,7 @@ def sample_low_confidence(
         "low_confidence",
         reference_logits_fn,
         generator,
+        reference_rows,
     )
 
 
@@ -409,6 +427,7 @@ def _low_confidence_path(
     remasking: str,
     reference_logits_fn: LogitsFn | None,
     generator: torch.Generator | None,
+    reference_rows: Tensor | None = None,
 ) -> Trajectory:
     r"""The one implementation of the low-confidence block schedule (see :func:`sample_low_confidence`).
 
@@ -424,6 +443,7 @@ def _low_confidence_path(
         raise ValueError(f"remasking must be one of {REMASKING}, got {remasking!r}")
     state = x.clone()
     batch = state.shape[0]
+    _check_reference_rows(reference_rows, batch)
     if completion_start is None:
         masked_cols = (state == mask_token_id).any(0).nonzero()
         completion_start = int(masked_cols[0].item()) if len(masked_cols) else state.shape[1]
@@ -476,11 +496,12 @@ def _low_confidence_path(
         positions[:, s] = torch.where(valid, order + lo, -1)
         tokens[:, s] = torch.where(valid, drawn.gather(1, order), -1)
         logp_policy[:, s] = (picked.gather(1, order) * valid).sum(1)
-        if reference_logits_fn is not None:
+        ref = slice(None) if reference_rows is None else reference_rows
+        if reference_logits_fn is not None and (reference_rows is None or bool(reference_rows.any())):
             ref_picked = selected_token_log_probs(
-                logits_at(reference_logits_fn, state, block_cols + lo), drawn, mask_token_id
+                logits_at(reference_logits_fn, state[ref], (block_cols + lo)[ref]), drawn[ref], mask_token_id
             )
-            logp_reference[:, s] = (ref_picked.gather(1, order) * valid).sum(1)
+            logp_reference[ref, s] = (ref_picked.gather(1, order[ref]) * valid[ref]).sum(1)
         _write(state, positions[:, s], tokens[:, s])
     step_mask = (positions >= 0).any(-1)
     return Trajectory(x.clone(), state, positions, tokens, step_mask, logp_policy, logp_reference)

@@ -77,6 +77,17 @@ class DAMConfig(DiffusionRLConfig):
             Optimizer steps per generation round (L in Algorithm 1).
         replay_buffer_size (`int`, *optional*):
             Capacity of the FIFO replay buffer of $(prompt, X_1, r)$. `None`: one generation round (on-policy).
+        fold_generation (`bool`, *optional*, defaults to `False`):
+            Sample a generation round's $X_1$ inside the rollout batch of its micro-step instead of in a sampler run
+            of its own: the round's fully masked canvases join the $K$ rollouts of every training state as extra rows
+            (policy calls only, no reference calls for them), so the round costs no sequential denoiser calls of its
+            own (about N per round with one token per step). Every round but the first (whose buffer is empty) is
+            folded. The micro-step's training states are then drawn from the buffer *before* the round's samples are
+            added: they come from earlier rounds, one round staler than without folding (`buffer/staleness` grows by
+            `inner_steps`; with the default one-round buffer, each step trains on the previous step's samples). The
+            samples are the same law (same sampler settings: the round and the rollouts share `sampler`,
+            `diffusion_steps`, `temperature` and `block_length`), the rollouts' weights too, but not the same draws
+            for a given seed: the round's rows draw from the same random stream as the rollouts.
 
         > GRPO's names (see [`trl_dam.trainers.grpo_names`])
 
@@ -132,6 +143,14 @@ class DAMConfig(DiffusionRLConfig):
     replay_buffer_size: int | None = field(
         default=None,
         metadata={"help": "Replay buffer capacity; None keeps one generation round (on-policy)."},
+    )
+    fold_generation: bool = field(
+        default=False,
+        metadata={
+            "help": "Sample each generation round (but the first) inside its micro-step's rollout batch, as extra "
+            "rows without reference calls: no sequential sampler calls of its own. The micro-step's training states "
+            "then come from earlier rounds (staleness +1 round)."
+        },
     )
 
     # GRPO's names, so that a GRPO recipe fails (or maps) with the DAM equivalent named; see `grpo_names`.

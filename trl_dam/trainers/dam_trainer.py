@@ -33,6 +33,7 @@ from transformers.utils import logging
 from trl_dam.core import (
     BufferItem,
     ReplayBuffer,
+    Trajectory,
     analytic_log_adjoint,
     clip_log_ratio,
     dam_loss,
@@ -51,7 +52,7 @@ from trl_dam.core.all_positions import all_positions_dam_loss, all_positions_log
 from .base import DiffusionRLTrainer
 from .checkpointing import rows_from_tensor, rows_to_tensor
 from .dam_config import DAMConfig
-from .generation import ScoredCompletions
+from .generation import ScoredCompletions, _select_rows
 from .reward_scoring import RewardFunc
 
 logger = logging.get_logger(__name__)
@@ -193,12 +194,16 @@ class DAMTrainer(DiffusionRLTrainer):
             # Evaluation: fresh samples (logged as eval rewards) are re-masked directly; the buffer is left alone.
             return self._dam_inputs(self._buffer_items(self._generate_and_score(rows)))
         # An empty buffer mid-round only happens after resuming from a checkpoint without the sampler state.
+        fold = None
         if self._starts_generation_round() or len(self.replay_buffer) == 0:
-            self._generation_round(rows)
+            if self.args.fold_generation and len(self.replay_buffer) > 0:
+                fold = rows  # sampled with this micro-step's rollouts, added to the buffer after its states are drawn
+            else:
+                self._generation_round(rows)
         items = self.replay_buffer.sample(self.args.states_per_micro_step)
         self._log_value("buffer/size", len(self.replay_buffer))
         self._log_value("buffer/staleness", sum(self.state.global_step - item.step for item in items) / len(items))
-        return self._dam_inputs(items)
+        return self._dam_inputs(items) if fold is None else self._dam_inputs(items, generation_rows=fold)
 
     def _starts_generation_round(self) -> bool:
         """True on the first micro-step of every `inner_steps`-th optimizer step (also right after a resume)."""
@@ -210,7 +215,10 @@ class DAMTrainer(DiffusionRLTrainer):
 
     def _generation_round(self, rows: list[dict[str, Any]]) -> None:
         r"""Algorithm 1, lines 2-3: $X_1 \sim p^{\bar u}$ per prompt, scored, appended to the replay buffer."""
-        scored = self._generate_and_score(rows)
+        self._add_round(self._generate_and_score(rows))
+
+    def _add_round(self, scored: ScoredCompletions) -> None:
+        """Append a generation round's scored samples to the replay buffer (after the `beta` check)."""
         self._check_beta_ceiling(scored.rewards)
         for item in self._buffer_items(scored):
             self.replay_buffer.add(item.prompt_ids, item.completion_ids, item.rewards, item.step, item.extra)
@@ -254,8 +262,14 @@ class DAMTrainer(DiffusionRLTrainer):
             )
         ]
 
-    def _dam_inputs(self, items: list[BufferItem]) -> dict[str, Tensor]:
-        """Algorithm 1, lines 5-8, for a batch of B buffer samples: re-mask, K rollouts each, rewards, weights."""
+    def _dam_inputs(
+        self, items: list[BufferItem], generation_rows: list[dict[str, Any]] | None = None
+    ) -> dict[str, Tensor]:
+        """Algorithm 1, lines 5-8, for a batch of B buffer samples: re-mask, K rollouts each, rewards, weights.
+
+        With ``generation_rows`` (`fold_generation`) the generation round of those rows is sampled in the same
+        sampler run (see `_rollouts_and_round`), then scored and added to the buffer.
+        """
         args, num = self.args, self.args.num_generations
         x1 = self._canvas([item.prompt_ids for item in items])
         x1[:, -args.max_completion_length :] = torch.stack([item.completion_ids for item in items]).to(x1.device)
@@ -266,7 +280,10 @@ class DAMTrainer(DiffusionRLTrainer):
         # K rollouts per state, all states of the micro-step in one (chunked) sampler run; the reference
         # log-probs are taken in the same loop.
         start = time.perf_counter()
-        rollouts = self._sample(x_t.repeat_interleave(num, dim=0), with_reference=True, group_size=num)
+        if generation_rows is None:
+            rollouts = self._sample(x_t.repeat_interleave(num, dim=0), with_reference=True, group_size=num)
+        else:
+            x_t, rollouts = self._rollouts_and_round(x_t, generation_rows)
         seconds = time.perf_counter() - start
         rows = [item.extra for item in items for _ in range(num)]
         _, rewards, _ = self._score(rows, rollouts.final[:, -args.max_completion_length :])
@@ -293,6 +310,29 @@ class DAMTrainer(DiffusionRLTrainer):
                 jump_mask=rollouts.step_mask,
             )
         return inputs
+
+    def _rollouts_and_round(self, x_t: Tensor, rows: list[dict[str, Any]]) -> tuple[Tensor, Trajectory]:
+        r"""`fold_generation`: the K rollouts of every state of ``x_t`` and a generation round for ``rows``, in one
+        sampler run; the round is scored and added to the replay buffer. Returns ``(x_t, rollouts)``.
+
+        The round's canvases come after the rollouts, so `GroupedRowsDenoiser` still shares the rollouts' first step,
+        and get no reference call (`reference_rows`): the rollouts' path ratios are those of the rollouts alone. The
+        two canvases are left-padded to a common width; ``x_t`` is returned with that padding, which the attention
+        mask hides, so the loss forward sees the states the rollouts started from.
+        """
+        num = self.args.num_generations
+        prompt_ids = self._tokenize_prompts([row["prompt"] for row in rows])
+        canvas = self._canvas(prompt_ids)
+        x_t, canvas = (
+            _left_pad(x_t, canvas.shape[1], self.pad_token_id),
+            _left_pad(canvas, x_t.shape[1], self.pad_token_id),
+        )
+        x = torch.cat([x_t.repeat_interleave(num, dim=0), canvas])
+        reference_rows = torch.arange(len(x), device=x.device) < len(x_t) * num
+        trajectory = self._sample(x, with_reference=True, group_size=num, reference_rows=reference_rows)
+        generated = _select_rows(trajectory, slice(len(x_t) * num, None), with_reference=False)
+        self._add_round(self._score_generated(rows, prompt_ids, generated))
+        return x_t, _select_rows(trajectory, slice(0, len(x_t) * num))
 
     def _all_positions_inputs(self, x_t: Tensor, finals: Tensor) -> dict[str, Tensor]:
         r"""The rollouts' final tokens and $b_{k,i} = \log p_{\bar u}(Z_k[i] | X_t, i)$ of the sampling model (one
@@ -469,6 +509,13 @@ class DAMTrainer(DiffusionRLTrainer):
                 + (f", keeping its newest {capacity}." if len(self.replay_buffer) > capacity else ".")
             )
             self.replay_buffer.resize(capacity)
+
+
+def _left_pad(x: Tensor, width: int, pad_token_id: int) -> Tensor:
+    """``x`` with pad columns added on the left up to ``width`` columns (unchanged when already as wide)."""
+    if x.shape[1] >= width:
+        return x
+    return torch.cat([x.new_full((x.shape[0], width - x.shape[1]), pad_token_id), x], dim=1)
 
 
 def _first_jumps(rollouts, num: int) -> dict[str, Tensor]:

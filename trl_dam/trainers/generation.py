@@ -104,17 +104,19 @@ class GenerationMixin:
             finally:
                 model.train(was_training)
 
-    def _sample(self, x: Tensor, with_reference: bool = False, group_size: int = 1) -> Trajectory:
+    def _sample(
+        self, x: Tensor, with_reference: bool = False, group_size: int = 1, reference_rows: Tensor | None = None
+    ) -> Trajectory:
         """Fill every mask of ``x`` with the current model, ``sampling_batch_size`` rows per sampler call.
 
         With ``with_reference`` the trajectory also records the reference log-probs of every step (one extra
-        reference forward per step, in the same loop). ``group_size = K`` declares that ``x`` holds K consecutive
-        copies of each state: calls on still-identical copies (the first step) then run once per group
-        (:class:`~trl_dam.core.shared_rows.GroupedRowsDenoiser`; the saved rows are logged as
-        `sampling/rows_saved`).
+        reference forward per step, in the same loop), on the rows flagged by ``reference_rows`` only when given.
+        ``group_size = K`` declares that ``x`` holds K consecutive copies of each state: calls on still-identical
+        copies (the first step) then run once per group (:class:`~trl_dam.core.shared_rows.GroupedRowsDenoiser`; the
+        saved rows are logged as `sampling/rows_saved`).
         """
         chunk = self.args.sampling_batch_size or len(x)
-        if group_size > 1 and chunk > group_size:
+        if group_size > 1 and group_size < chunk < len(x):
             chunk -= chunk % group_size  # whole groups per sampler call (never more rows than asked for)
         with self._model_for_sampling() as model:
             policy = GroupedRowsDenoiser(self._denoiser(model), group_size)
@@ -123,12 +125,18 @@ class GenerationMixin:
                 raise RuntimeError("reference log-probs were requested but the trainer has no reference model")
             if reference is not None:
                 reference = GroupedRowsDenoiser(reference, group_size)
-            pieces = [self._run_sampler(policy, x[i : i + chunk], reference) for i in range(0, len(x), chunk)]
+            flags = [
+                None if reference_rows is None else reference_rows[i : i + chunk] for i in range(0, len(x), chunk)
+            ]
+            pieces = [
+                self._run_sampler(policy, x[i : i + chunk], reference, flag)
+                for i, flag in zip(range(0, len(x), chunk), flags)
+            ]
         if group_size > 1:
             self._log_value("sampling/rows_saved", policy.rows_saved + (reference.rows_saved if reference else 0))
         return _cat_trajectories(pieces)
 
-    def _run_sampler(self, policy, x: Tensor, reference) -> Trajectory:
+    def _run_sampler(self, policy, x: Tensor, reference, reference_rows: Tensor | None = None) -> Trajectory:
         args = self.args
         if args.sampler == "ctmc":
             return sample_ctmc(
@@ -139,6 +147,7 @@ class GenerationMixin:
                 temperature=args.temperature,
                 reference_logits_fn=reference,
                 generator=self.generator,
+                reference_rows=reference_rows,
             )
         return sample_low_confidence(
             policy,
@@ -150,12 +159,18 @@ class GenerationMixin:
             temperature=args.temperature,
             reference_logits_fn=reference,
             generator=self.generator,
+            reference_rows=reference_rows,
         )
 
     def _generate_and_score(self, rows: list[dict[str, Any]]) -> ScoredCompletions:
         """Sample one completion per row with the current model, score it, and log reward and length metrics."""
         prompt_ids = self._tokenize_prompts([row["prompt"] for row in rows])
-        trajectory = self._sample(self._canvas(prompt_ids))
+        return self._score_generated(rows, prompt_ids, self._sample(self._canvas(prompt_ids)))
+
+    def _score_generated(
+        self, rows: list[dict[str, Any]], prompt_ids: list[Tensor], trajectory: Trajectory
+    ) -> ScoredCompletions:
+        """Score completions sampled from the rows' fully masked canvases; log reward and length metrics."""
         rewards_per_func, rewards, lengths = self._score(rows, trajectory.final[:, -self.args.max_completion_length :])
         self._log_rewards(rewards_per_func, rewards)
         self._log_mean("completions/mean_length", lengths.float())
@@ -179,6 +194,23 @@ class ScoredCompletions:
     trajectory: Trajectory
     rewards_per_func: Tensor
     rewards: Tensor
+
+
+def _select_rows(trajectory: Trajectory, rows: slice, with_reference: bool = True) -> Trajectory:
+    """The trajectory of ``rows`` only, without the trailing steps that none of them needed (padded because other
+    rows of the batch needed them); ``logp_reference`` is dropped unless ``with_reference``."""
+    needed = trajectory.step_mask[rows].any(0).nonzero()
+    steps = int(needed.max()) + 1 if len(needed) else 0
+    reference = trajectory.logp_reference if with_reference else None
+    return Trajectory(
+        initial=trajectory.initial[rows],
+        final=trajectory.final[rows],
+        positions=trajectory.positions[rows, :steps],
+        tokens=trajectory.tokens[rows, :steps],
+        step_mask=trajectory.step_mask[rows, :steps],
+        logp_policy=trajectory.logp_policy[rows, :steps],
+        logp_reference=None if reference is None else reference[rows, :steps],
+    )
 
 
 def _cat_trajectories(pieces: list[Trajectory]) -> Trajectory:
