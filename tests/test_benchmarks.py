@@ -241,10 +241,15 @@ def test_step_cost_quick(tmp_path):
     runs = {run["method"]: run for run in report["runs"]}
     assert list(runs) == [
         "DAM (first_jump, 1 tok/call)",
+        "DAM (first_jump, 1 tok/call, folded)",
         "DAM (all_positions, 1 tok/call)",
         "DAM (all_positions, 2 tok/call)",
         "diffu-GRPO",
     ]
+    # A folded generation round makes no sequential calls of its own (N = 16 per step unfolded).
+    folded = runs["DAM (first_jump, 1 tok/call, folded)"]
+    assert folded["denoiser_calls"] < runs["DAM (first_jump, 1 tok/call)"]["denoiser_calls"]
+    assert folded["trained_tokens_per_gradient_row"] == 8.0
     # The first-jump form trains K = 8 one-token jumps per gradient-forward row (one row per training state).
     assert runs["DAM (first_jump, 1 tok/call)"]["trained_tokens_per_gradient_row"] == 8.0
     # All positions trains K tokens at every masked position of the state: more than the first jump's K.

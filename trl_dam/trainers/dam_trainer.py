@@ -3,7 +3,8 @@ r"""[`DAMTrainer`]: Discrete Adjoint Matching (So et al., ICLR 2026) for masked 
 One optimizer step, following the paper's Algorithm 1 (the data path reads top to bottom in this file):
 
 1. every `inner_steps` steps, a *generation round*: sample $X_1 \sim p^{\bar u}$ for a batch of prompts, score it,
-   and add (prompt, $X_1$, rewards) to the replay buffer (`_generation_round`);
+   and add (prompt, $X_1$, rewards) to the replay buffer (`_generation_round`; with `fold_generation`, every round
+   after the first is sampled in step 3's sampler run instead, `_rollouts_and_round`, and added after step 2);
 2. draw buffer samples and re-mask each into a training state $X_t$ (`remask`: $n \sim U\{0..N-1\}$ tokens kept);
 3. run K rollouts from every $X_t$ with the current model, recording policy and reference log-probs at every step,
    and score their final states (`_dam_inputs`);
@@ -27,6 +28,7 @@ import torch
 from accelerate.utils import gather
 from datasets import Dataset
 from torch import Tensor
+from torch.nn.functional import pad
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 from transformers.utils import logging
 
@@ -323,10 +325,8 @@ class DAMTrainer(DiffusionRLTrainer):
         num = self.args.num_generations
         prompt_ids = self._tokenize_prompts([row["prompt"] for row in rows])
         canvas = self._canvas(prompt_ids)
-        x_t, canvas = (
-            _left_pad(x_t, canvas.shape[1], self.pad_token_id),
-            _left_pad(canvas, x_t.shape[1], self.pad_token_id),
-        )
+        width = max(x_t.shape[1], canvas.shape[1])
+        x_t, canvas = (pad(x, (width - x.shape[1], 0), value=self.pad_token_id) for x in (x_t, canvas))
         x = torch.cat([x_t.repeat_interleave(num, dim=0), canvas])
         reference_rows = torch.arange(len(x), device=x.device) < len(x_t) * num
         trajectory = self._sample(x, with_reference=True, group_size=num, reference_rows=reference_rows)
@@ -509,13 +509,6 @@ class DAMTrainer(DiffusionRLTrainer):
                 + (f", keeping its newest {capacity}." if len(self.replay_buffer) > capacity else ".")
             )
             self.replay_buffer.resize(capacity)
-
-
-def _left_pad(x: Tensor, width: int, pad_token_id: int) -> Tensor:
-    """``x`` with pad columns added on the left up to ``width`` columns (unchanged when already as wide)."""
-    if x.shape[1] >= width:
-        return x
-    return torch.cat([x.new_full((x.shape[0], width - x.shape[1]), pad_token_id), x], dim=1)
 
 
 def _first_jumps(rollouts, num: int) -> dict[str, Tensor]:
