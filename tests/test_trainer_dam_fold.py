@@ -127,12 +127,15 @@ def test_folded_round_samples_the_policy_law(tmp_path):
 # ---------------------------------------------------------------------------------------------------- the rollouts
 
 
-def test_rollout_path_ratios_are_the_rollouts_own(tmp_path, tokenizer):
+@pytest.mark.parametrize("sampling_batch_size", [None, 5])  # 5: sampler calls of 4, 4 and 3 (the round's) rows
+def test_rollout_path_ratios_are_the_rollouts_own(tmp_path, tokenizer, sampling_batch_size):
     """Every recorded policy and reference log-prob of the folded rollouts equals a separate forward on the state it
     jumped from, with no round row in the batch; the reference never sees a round row; the round's prompts are
     longer than the states', so the states are left-padded, and the loss forward on the padded X_t reads the
     rollouts' own first-jump log-probs (theta = u-bar)."""
-    trainer = make_trainer(tmp_path, tokenizer, per_device_train_batch_size=8, num_generations=4)
+    trainer = make_trainer(
+        tmp_path, tokenizer, per_device_train_batch_size=8, num_generations=4, sampling_batch_size=sampling_batch_size
+    )
     noise = torch.Generator().manual_seed(1)
     with torch.no_grad():  # away from the reference, so that the path ratios are not all 0
         for p in trainer.model.parameters():

@@ -125,13 +125,10 @@ class GenerationMixin:
                 raise RuntimeError("reference log-probs were requested but the trainer has no reference model")
             if reference is not None:
                 reference = GroupedRowsDenoiser(reference, group_size)
-            flags = [
-                None if reference_rows is None else reference_rows[i : i + chunk] for i in range(0, len(x), chunk)
-            ]
-            pieces = [
-                self._run_sampler(policy, x[i : i + chunk], reference, flag)
-                for i, flag in zip(range(0, len(x), chunk), flags)
-            ]
+            pieces = []
+            for i in range(0, len(x), chunk):
+                flags = None if reference_rows is None else reference_rows[i : i + chunk]
+                pieces.append(self._run_sampler(policy, x[i : i + chunk], reference, flags))
         if group_size > 1:
             self._log_value("sampling/rows_saved", policy.rows_saved + (reference.rows_saved if reference else 0))
         return _cat_trajectories(pieces)
