@@ -12,7 +12,8 @@ reference in the same loop), diffu-GRPO with d1's low-confidence sampler (N/2 ca
 * ``optimizer + other``: the rest of the optimizer step.
 
 A DAM run with ``fold_generation`` samples each generation round (after the warm-up step's) inside the rollout batch:
-the same rows, without the round's own N sequential policy calls.
+the same rows in expectation (not per step: the training states' masks are other random draws), N + M sequential calls
+per step instead of N + 2M (M: the most masks of the step's states).
 
 A third DAM run reveals two tokens per denoiser call (``diffusion_steps = N / 2``: still an exact CTMC with a tractable
 path likelihood, so the weights stay exact), the same number of calls as d1's sampler.

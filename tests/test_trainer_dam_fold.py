@@ -1,8 +1,8 @@
 """`DAMConfig.fold_generation`: a generation round sampled inside the rollout batch of its micro-step.
 
 What must hold: the round's samples are the policy's law, the rollouts' path ratios are those of the rollouts alone
-(no reference call on the round's rows, and the rows do not leak into them), the round costs no sequential denoiser
-calls of its own while the rows stay the same, and the trainer still reaches p* and resumes exactly.
+(no reference call on the round's rows, and the rows do not leak into them), a micro-step makes N + M sequential
+denoiser calls instead of N + 2M on the same rows, and the trainer still reaches p* and resumes exactly.
 """
 
 from __future__ import annotations
@@ -185,7 +185,7 @@ def test_rollout_path_ratios_are_the_rollouts_own(tmp_path, tokenizer, sampling_
     torch.testing.assert_close(a, inputs["logp_sampler"], atol=1e-5, rtol=0)
 
 
-def test_the_round_costs_no_sequential_calls_and_the_same_rows(tmp_path, tokenizer):
+def test_folded_micro_step_makes_n_plus_m_calls_on_the_same_rows(tmp_path, tokenizer):
     """A folded micro-step makes max(N, M) policy calls and M reference calls (M: the most masks of a state), where a
     round of its own and then the rollouts make N + 2M; the denoiser rows (computed plus shared) are the round's N per
     prompt plus the rollouts' 2 K per mask, as without folding, and the rollouts' first step is still shared."""

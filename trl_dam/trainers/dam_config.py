@@ -80,9 +80,10 @@ class DAMConfig(DiffusionRLConfig):
         fold_generation (`bool`, *optional*, defaults to `False`):
             Sample a generation round's $X_1$ inside the rollout batch of its micro-step instead of in a sampler run
             of its own: the round's fully masked canvases join the $K$ rollouts of every training state as extra rows
-            (policy calls only, no reference calls for them), so the round costs no sequential denoiser calls of its
-            own (about N per round with one token per step). Every round but the first (whose buffer is empty) is
-            folded. The micro-step's training states are then drawn from the buffer *before* the round's samples are
+            (policy calls only, no reference calls for them). The rollouts' policy calls then run inside the round's:
+            with one token per step a micro-step makes $N + M$ sequential denoiser calls instead of $N + 2M$ ($M$ the
+            most masks of its states, close to $N$ with many states), on the same rows. Every round but the first
+            (whose buffer is empty) is folded. The micro-step's training states are then drawn from the buffer *before* the round's samples are
             added: they come from earlier rounds, one round staler than without folding (`buffer/staleness` grows by
             `inner_steps`; with the default one-round buffer, each step trains on the previous step's samples). The
             samples are the same law (same sampler settings: the round and the rollouts share `sampler`,
@@ -148,8 +149,8 @@ class DAMConfig(DiffusionRLConfig):
         default=False,
         metadata={
             "help": "Sample each generation round (but the first) inside its micro-step's rollout batch, as extra "
-            "rows without reference calls: no sequential sampler calls of its own. The micro-step's training states "
-            "then come from earlier rounds (staleness +1 round)."
+            "rows without reference calls: N + M sequential denoiser calls instead of N + 2M (M: most masks of a "
+            "state). The micro-step's training states then come from earlier rounds (staleness +1 round)."
         },
     )
 
