@@ -568,8 +568,10 @@ def test_evaluate_logs_rewards_and_loss(tmp_path, tokenizer):
 # ---------------------------------------------------------------------------------------------------- checkpoints
 
 
-def test_resume_from_checkpoint_is_exact(tmp_path, tokenizer):
-    """Stop at a checkpoint, resume, and get the uninterrupted run's next losses (buffer and RNG restored)."""
+@pytest.mark.parametrize("fold_generation", [False, True])
+def test_resume_from_checkpoint_is_exact(tmp_path, tokenizer, fold_generation):
+    """Stop at a checkpoint, resume, and get the uninterrupted run's next losses (buffer and RNG restored), also with
+    the generation rounds folded into the rollouts (the round of step 4 is, after the resume)."""
     overrides = dict(
         max_steps=6,
         inner_steps=2,
@@ -577,6 +579,7 @@ def test_resume_from_checkpoint_is_exact(tmp_path, tokenizer):
         per_device_prompts_per_generation=3,
         save_strategy="steps",
         save_steps=3,
+        fold_generation=fold_generation,
     )
     dataset = Dataset.from_dict({"prompt": PROMPTS[:5]})  # short epochs: the resume crosses an epoch boundary
     full = make_trainer(tmp_path / "full", tokenizer, dataset=dataset, **overrides)
@@ -590,7 +593,9 @@ def test_resume_from_checkpoint_is_exact(tmp_path, tokenizer):
         resumed.train(resume_from_checkpoint=str(tmp_path / "full" / "out" / "checkpoint-3"))
     resumed_losses = [e["loss"] for e in resumed.state.log_history if "loss" in e and e["step"] > 3]
     assert resumed_losses == losses[3:]
-    assert len(resumed.replay_buffer) == len(full.replay_buffer)
+    assert [item.completion_ids.tolist() for item in resumed.replay_buffer.items] == [
+        item.completion_ids.tolist() for item in full.replay_buffer.items
+    ]
 
 
 def test_iterable_dataset_is_refused_with_the_reason(tmp_path, tokenizer):

@@ -2,21 +2,20 @@
 
 What must hold: the round's samples are the policy's law, the rollouts' path ratios are those of the rollouts alone
 (no reference call on the round's rows, and the rows do not leak into them), a micro-step makes N + M sequential
-denoiser calls instead of N + 2M on the same rows, and the trainer still reaches p* and resumes exactly.
+denoiser calls instead of N + 2M on the same rows, and the trainer still reaches p* (resuming is tested in
+tests/test_trainer_dam.py).
 """
 
 from __future__ import annotations
 
 import os
-import warnings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 import test_trainer_dam_fixed_point as fixed_point
 import torch
-from datasets import Dataset
-from trainer_helpers import PROMPTS, build_trainer, char_tokenizer, cpu_config_kwargs, history
+from trainer_helpers import build_trainer, char_tokenizer, cpu_config_kwargs, history
 
 from trl_dam.core import BufferItem, gather_jump_log_probs, jump_log_probs
 from trl_dam.core.shared_rows import GroupedRowsDenoiser
@@ -233,6 +232,21 @@ def test_grouped_rows_share_identical_groups_next_to_other_rows():
     plain(differ)
     assert plain.rows_saved == 0 and computed[-1] == 3
 
+    # Asked for positions (a different one per row, as the rollouts reveal), the shared rows get their own.
+    positions = torch.tensor([[1], [2], [4], [1], [3], [5], [2], [1], [0], [4], [2]])
+    rows = torch.arange(len(x)).unsqueeze(1)
+    torch.testing.assert_close(shared(x, positions), logits_fn(x)[rows, positions], rtol=0, atol=0)
+    asked = []
+
+    def head_at_positions(x, positions):
+        asked.append(positions.clone())
+        return logits_fn(x)[torch.arange(len(x)).unsqueeze(1), positions]
+
+    head_at_positions.accepts_positions = True
+    restricted = GroupedRowsDenoiser(head_at_positions, 3)
+    torch.testing.assert_close(restricted(x, positions), logits_fn(x)[rows, positions], rtol=0, atol=0)
+    assert asked[0].shape == (7, 3) and asked[0][0].tolist() == [1, 2, 4]  # one row for the first group
+
 
 # ---------------------------------------------------------------------------------------------------- training
 
@@ -251,28 +265,3 @@ def test_fixed_point_is_reached_with_folded_rounds(tmp_path):
     assert history(trainer, "buffer/staleness") == [pytest.approx(79 / 80)]
     kl = fixed_point.kl_to_p_star(trainer.model)
     assert kl < fixed_point.THRESHOLD, (kl, fixed_point.KL_BASE)
-
-
-def test_resume_with_folded_rounds_is_exact(tmp_path, tokenizer):
-    """Stop at a checkpoint, resume, and get the uninterrupted folded run's next losses (buffer and RNG restored)."""
-    overrides = dict(
-        max_steps=6,
-        inner_steps=2,
-        replay_buffer_size=6,
-        per_device_prompts_per_generation=3,
-        save_strategy="steps",
-        save_steps=3,
-    )
-    dataset = Dataset.from_dict({"prompt": PROMPTS[:5]})
-    full = build_trainer(DAMTrainer, make_args(tmp_path / "full", **overrides), tokenizer, dataset=dataset)
-    full.train()
-    losses = history(full, "loss")
-    assert len(losses) == 6
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        resumed = build_trainer(DAMTrainer, make_args(tmp_path / "full", **overrides), tokenizer, dataset=dataset)
-        resumed.train(resume_from_checkpoint=str(tmp_path / "full" / "out" / "checkpoint-3"))
-    assert [e["loss"] for e in resumed.state.log_history if "loss" in e and e["step"] > 3] == losses[3:]
-    assert [item.completion_ids.tolist() for item in resumed.replay_buffer.items] == [
-        item.completion_ids.tolist() for item in full.replay_buffer.items
-    ]

@@ -83,8 +83,8 @@ class DAMConfig(DiffusionRLConfig):
             (policy calls only, no reference calls for them). The rollouts' policy calls then run inside the round's:
             with one token per step a micro-step makes $N + M$ sequential denoiser calls instead of $N + 2M$ ($M$ the
             most masks of its states, close to $N$ with many states), on the same rows. Every round but the first
-            (whose buffer is empty) is folded. The micro-step's training states are then drawn from the buffer *before* the round's samples are
-            added: they come from earlier rounds, one round staler than without folding (`buffer/staleness` grows by
+            (whose buffer is empty) is folded. The micro-step's training states are then drawn from the buffer
+            *before* the round's samples are added: they come from earlier rounds, one round staler than without folding (`buffer/staleness` grows by
             `inner_steps`; with the default one-round buffer, each step trains on the previous step's samples). The
             samples are the same law (same sampler settings: the round and the rollouts share `sampler`,
             `diffusion_steps`, `temperature` and `block_length`), the rollouts' weights too, but not the same draws
