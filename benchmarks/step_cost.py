@@ -24,6 +24,7 @@ is not counted.
 
     python benchmarks/step_cost.py            # medium model (several CPU minutes)
     python benchmarks/step_cost.py --quick    # small model, under a minute
+    python benchmarks/step_cost.py --vocab 50257 --methods first_jump diffu-GRPO   # MDLM-sized vocabulary
 """
 
 from __future__ import annotations
@@ -108,8 +109,19 @@ def _trained_tokens(method: str, inputs: dict) -> tuple[int, int]:
     return int((inputs["positions"] >= 0).sum()), rows
 
 
+def alphabet(vocab: int | None) -> str:
+    """The prompts' characters, padded with CJK ideographs (U+4E00 on, then U+20000 on) to about ``vocab`` tokens."""
+    chars = "abcdefgh "
+    extra = max(0, (vocab or 0) - len(chars) - 9)  # 9 special and role tokens
+    return (
+        chars
+        + "".join(chr(0x4E00 + i) for i in range(min(extra, 20_000)))
+        + "".join(chr(0x20000 + i) for i in range(max(0, extra - 20_000)))
+    )
+
+
 def run(method: str, args, target: str = "first_jump", tokens_per_step: int = 1, fold: bool = False) -> dict:
-    tokenizer = build_char_tokenizer("abcdefgh ")
+    tokenizer = build_char_tokenizer(alphabet(args.vocab))
     model = build_tiny_masked_lm(
         tokenizer, kind="llada", hidden_size=args.hidden, num_layers=args.layers, num_heads=4, seed=0
     )
@@ -188,12 +200,30 @@ def run(method: str, args, target: str = "first_jump", tokens_per_step: int = 1,
     return record
 
 
+#: name -> (trainer, dam_target, other options): the rows of the table, diffu-GRPO last.
+RUNS = {
+    "first_jump": ("DAM", "first_jump", {}),
+    "first_jump_folded": ("DAM", "first_jump", {"fold": True}),
+    "all_positions": ("DAM", "all_positions", {}),
+    "all_positions_2tok": ("DAM", "all_positions", {"tokens_per_step": 2}),
+    "diffu-GRPO": ("diffu-GRPO", None, {}),
+}
+
+
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--length", type=int, default=64, help="completion tokens N")
     parser.add_argument("--steps", type=int, default=3, help="measured optimizer steps (after one warm-up step)")
+    parser.add_argument(
+        "--vocab",
+        type=int,
+        default=None,
+        help="vocabulary size (default: the 18 tokens of the prompts' characters); a large one (e.g. 50257, MDLM's) "
+        "makes the output head a large share of every forward, as in small real models",
+    )
+    parser.add_argument("--methods", nargs="+", default=list(RUNS), choices=list(RUNS), help="rows to run")
     parser.add_argument("--quick", action="store_true", help="hidden 64, 2 layers, N = 16, 2 steps")
     parser.add_argument("--json", default="outputs/step_cost.json")
     args = parser.parse_args(argv)
@@ -201,13 +231,13 @@ def main(argv=None) -> list[dict]:
         args.hidden, args.layers, args.length, args.steps = 64, 2, 16, 2
     torch.set_num_threads(1)
     records = [
-        run("DAM", args, "first_jump"),
-        run("DAM", args, "first_jump", fold=True),
-        run("DAM", args, "all_positions"),
-        run("DAM", args, "all_positions", tokens_per_step=2),
-        run("diffu-GRPO", args),
+        run(RUNS[name][0], args, RUNS[name][1], **RUNS[name][2]) for name in args.methods if name != "diffu-GRPO"
     ]
-    grpo = records[-1]["step_s"]
+    # diffu-GRPO runs last and is the denominator of "x GRPO" (NaN when it was not asked for).
+    grpo = float("nan")
+    if "diffu-GRPO" in args.methods:
+        records.append(run("diffu-GRPO", args))
+        grpo = records[-1]["step_s"]
     columns = (
         "step_s",
         "policy_sampling_s",
@@ -217,7 +247,11 @@ def main(argv=None) -> list[dict]:
         "backward_s",
         "optimizer_other_s",
     )
-    print(f"hidden {args.hidden}, {args.layers} layers, N = {args.length}, 16 rollouts per step, {args.steps} steps")
+    vocab = len(build_char_tokenizer(alphabet(args.vocab)))
+    print(
+        f"hidden {args.hidden}, {args.layers} layers, vocabulary {vocab}, N = {args.length}, 16 rollouts per step, "
+        f"{args.steps} steps"
+    )
     header = f"{'method':42s} " + " ".join(f"{c[:-2]:>15s}" for c in columns)
     header += f" {'x GRPO':>7s} {'rows':>7s} {'calls':>6s} {'tok/row':>8s}"
     print(header)
@@ -231,7 +265,10 @@ def main(argv=None) -> list[dict]:
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as handle:
-            json.dump({"hidden": args.hidden, "layers": args.layers, "length": args.length, "runs": records}, handle)
+            json.dump(
+                {"hidden": args.hidden, "layers": args.layers, "vocab": vocab, "length": args.length, "runs": records},
+                handle,
+            )
     return records
 
 

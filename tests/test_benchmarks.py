@@ -280,3 +280,13 @@ def test_head_positions_quick(tmp_path):
         assert run["full"]["seconds_per_step"] > 0 and run["restricted"]["seconds_per_step"] > 0
         line = next(line for line in printed.splitlines() if line.startswith(run["model"]))
         assert f"{run['full']['peak_mib']:.1f}" in line and f"{run['restricted']['seconds_per_step']:.4f}" in line
+
+
+def test_step_cost_large_vocabulary_subset(tmp_path):
+    """--vocab pads the tokenizer (and so the model's head) to a real vocabulary size; --methods picks the rows."""
+    out = tmp_path / "step_cost.json"
+    run_benchmark("step_cost", "--vocab", "3000", "--methods", "first_jump", "diffu-GRPO", "--json", str(out))
+    report = json.loads(out.read_text())
+    assert 2990 <= report["vocab"] <= 3000
+    assert [run["method"] for run in report["runs"]] == ["DAM (first_jump, 1 tok/call)", "diffu-GRPO"]
+    assert all(run["step_s"] > 0 and run["denoiser_rows"] > 0 for run in report["runs"])
