@@ -41,6 +41,9 @@ COMMANDS = {
     "dam_first_jump dam_all_jumps --iterations 2000 --evaluations 40 --json docs/assets/long_sequences_l8_constant.json "
     "--figure docs/assets/long_sequences_l8_constant.png",
     "head_positions": "python benchmarks/head_positions.py --json docs/assets/head_positions.json",
+    "step_cost": "OMP_NUM_THREADS=1 python benchmarks/step_cost.py --json docs/assets/step_cost.json",
+    "step_cost_vocab50k": "OMP_NUM_THREADS=1 python benchmarks/step_cost.py --vocab 50257 --methods first_jump "
+    "all_positions diffu-GRPO --json docs/assets/step_cost_vocab50k.json",
 }
 
 
@@ -254,6 +257,28 @@ def _head_positions(data: dict, assets: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _step_cost(data: dict, assets: Path) -> str:
+    runs = data["runs"]
+    grpo = next((run["step_s"] for run in runs if run["method"] == "diffu-GRPO"), math.nan)
+    lines = [
+        f"Hidden {data['hidden']}, {data['layers']} layers, vocabulary {data.get('vocab', 18):,}, N = {data['length']} "
+        "completion tokens, 16 rollouts per optimizer step, CPU, one thread; seconds per step (mean over the measured "
+        "steps, after a warm-up step), split by the trainers' own pieces. Rows: sequences through a denoiser per step; "
+        "calls: sequential denoiser calls per step; tokens/row: trained token targets per gradient-forward row.",
+        "",
+        "| run | s/step | policy sampling | reference | loss forward | backward | × diffu-GRPO | rows | calls | "
+        "tokens/row |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for run in runs:
+        lines.append(
+            f"| {run['method']} | {run['step_s']:.2f} | {run['policy_sampling_s']:.2f} | {run['reference_s']:.2f} | "
+            f"{run['loss_forward_s']:.2f} | {run['backward_s']:.2f} | {run['step_s'] / grpo:.2f} | "
+            f"{run['denoiser_rows']:.0f} | {run['denoiser_calls']:.0f} | {run['trained_tokens_per_gradient_row']:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def _sci(value: float) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value:.2e}"
 
@@ -263,6 +288,8 @@ RENDERERS = {
     "sudoku_compare": _sudoku_compare,
     "sudoku_compare_targets": _sudoku_compare_targets,
     "head_positions": _head_positions,
+    "step_cost": _step_cost,
+    "step_cost_vocab50k": _step_cost,
     "long_sequences": _long_sequences,
     "long_sequences_l8_cosine": _long_sequences_crossings,
     "long_sequences_l8_cosine_horizons": _long_sequences_crossings,

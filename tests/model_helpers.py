@@ -10,3 +10,17 @@ ALPHABET = "abcdefghij0123456789+-= \n"
 #: Two sequences of ids; the second is left-padded with two pad tokens (id 0).
 X = torch.tensor([[2, 6, 9, 10, 8, 7, 4, 4, 4, 3], [0, 0, 2, 6, 11, 8, 7, 4, 4, 3]])
 MASK = (X != 0).long()
+
+
+def lora_with_random_b(model, target_modules):
+    """`model` wrapped in a rank-4 LoRA on `target_modules`, in eval mode, its B matrices random (PEFT starts them at
+    zero, which would make the adapter do nothing)."""
+    from peft import LoraConfig, get_peft_model
+
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=target_modules))
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.copy_(0.5 * torch.randn(param.shape, generator=generator))
+    return peft_model.eval()

@@ -51,6 +51,14 @@ NOT_RUN = re.compile(r"^\s*<!-- not-run: (?P<reason>.+?) -->\s*$")
 PYTHON_LANGS = {"python", "py", "python3", "pycon"}
 
 
+def _docs_hooks():
+    """docs/hooks.py as a module (it is not a package module: mkdocs loads it by path)."""
+    spec = importlib.util.spec_from_file_location("docs_hooks", DOCS / "hooks.py")
+    hooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hooks)
+    return hooks
+
+
 def _blocks(page: Path):
     """``(lang, body lines, line above the fence, line number)`` for every fenced block of a page."""
     text = page.read_text()
@@ -376,9 +384,7 @@ def test_formulas_are_typeset_offline_in_a_real_browser(built_site, tmp_path):
 
 
 def test_benchmark_tables_come_from_the_json(tmp_path):
-    spec = importlib.util.spec_from_file_location("docs_hooks", DOCS / "hooks.py")
-    hooks = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(hooks)
+    hooks = _docs_hooks()
     missing = hooks.render("synthetic", tmp_path)
     assert "Not generated yet" in missing and "benchmarks/synthetic.py --json" in missing
     run = {
@@ -422,9 +428,7 @@ def test_benchmark_tables_come_from_the_json(tmp_path):
 
 def test_long_sequences_crossings_table(tmp_path):
     """The decaying-lr table: the cost on every axis at the first evaluation at or below each threshold."""
-    spec = importlib.util.spec_from_file_location("docs_hooks", DOCS / "hooks.py")
-    hooks = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(hooks)
+    hooks = _docs_hooks()
     assert "--lr-schedule cosine" in hooks.render("long_sequences_l8_cosine", tmp_path)
     run = {
         "length": 8,
@@ -454,9 +458,7 @@ def test_long_sequences_crossings_table(tmp_path):
 
 
 def test_head_positions_table_comes_from_the_json(tmp_path):
-    spec = importlib.util.spec_from_file_location("docs_hooks", DOCS / "hooks.py")
-    hooks = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(hooks)
+    hooks = _docs_hooks()
     assert "benchmarks/head_positions.py --json" in hooks.render("head_positions", tmp_path)
     run = {
         "model": "MDLM-size vocab",
@@ -479,9 +481,7 @@ def test_head_positions_table_comes_from_the_json(tmp_path):
 
 
 def test_sudoku_targets_table_leads_over_the_reused_grpo_row(tmp_path):
-    spec = importlib.util.spec_from_file_location("docs_hooks", DOCS / "hooks.py")
-    hooks = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(hooks)
+    hooks = _docs_hooks()
     assert "--dam-targets first_jump all_positions all_jumps" in hooks.render("sudoku_compare_targets", tmp_path)
 
     def row(name, accuracy):
@@ -530,3 +530,29 @@ def test_docstring_notations_are_rewritten_for_mkdocs():
     assert "$$\na = b\n+ c\n$$" in out
     assert "Parameters: Parameters that control the objective\n    beta (float):" in out
     assert "    x (Tensor): inputs.\n    y (Tensor): As `x`." in out
+
+
+def test_step_cost_table_comes_from_the_json(tmp_path):
+    hooks = _docs_hooks()
+    assert "--vocab 50257" in hooks.render("step_cost_vocab50k", tmp_path)
+
+    def run(method, step_s):
+        return {
+            "method": method,
+            "step_s": step_s,
+            "policy_sampling_s": 1.0,
+            "reference_s": 0.5,
+            "loss_forward_s": 0.25,
+            "backward_s": 0.125,
+            "denoiser_rows": 100.0,
+            "denoiser_calls": 10.0,
+            "trained_tokens_per_gradient_row": 8.0,
+        }
+
+    report = {"hidden": 256, "layers": 4, "vocab": 50257, "length": 64}
+    report["runs"] = [run("DAM (first_jump, 1 tok/call)", 3.0), run("diffu-GRPO", 2.0)]
+    (tmp_path / "step_cost.json").write_text(json.dumps(report))
+    table = hooks.render("step_cost", tmp_path)
+    assert "vocabulary 50,257" in table
+    assert "| DAM (first_jump, 1 tok/call) | 3.00 | 1.00 | 0.50 | 0.25 | 0.12 | 1.50 | 100 | 10 | 8.0 |" in table
+    assert "| diffu-GRPO | 2.00 | 1.00 | 0.50 | 0.25 | 0.12 | 1.00 | 100 | 10 | 8.0 |" in table

@@ -9,8 +9,7 @@ import logging
 import pytest
 import torch
 from legacy_remote_code import legacy_remote_code_fixture, write_legacy_checkpoint  # noqa: F401
-from model_helpers import MASK, X
-from peft import LoraConfig, get_peft_model
+from model_helpers import MASK, X, lora_with_random_b
 from torch import nn
 
 from trl_dam.core import logits_at, sample_ctmc, sample_low_confidence
@@ -62,16 +61,6 @@ def test_restricted_head_gives_the_full_logits_at_the_positions(tokenizer, kind,
         torch.testing.assert_close(restricted[0, :3], raw[0, [8, 0, 5]], rtol=0, atol=1e-6)
 
 
-def _lora(model, targets):
-    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=targets))
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():  # LoRA's B starts at zero; make the adapter do something
-        for name, param in peft_model.named_parameters():
-            if "lora_B" in name:
-                param.copy_(0.5 * torch.randn(param.shape, generator=generator))
-    return peft_model.eval()
-
-
 @pytest.mark.parametrize(
     "kind, targets",
     # LLaDA's "ff_out" names both the MLP down-projection and the LM head: the hooked head is then a LoRA layer.
@@ -82,7 +71,7 @@ def test_restricted_head_under_lora_policy_and_reference(tokenizer, kind, target
     adapter = resolve_adapter(base, tokenizer)
     with torch.no_grad():
         base_full = adapter.logits(base, X, MASK)
-    peft_model = _lora(base, targets)
+    peft_model = lora_with_random_b(base, targets)
     policy = adapter.bind_left_padded(peft_model, tokenizer.pad_token_id)
     reference = adapter.bind_left_padded(peft_model, tokenizer.pad_token_id, disable_adapter=True)
     shapes, handle = _head_rows(peft_model)

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from model_helpers import MASK, X
+from model_helpers import MASK, X, lora_with_random_b
 from peft import LoraConfig, get_peft_model
 
 from trl_dam.models import TINY_KINDS, build_tiny_masked_lm, load_diffusion_lm, resolve_adapter
@@ -20,15 +20,7 @@ LORA_TARGETS = {
 
 
 def _lora(model, kind):
-    peft_model = get_peft_model(
-        model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=LORA_TARGETS[kind])
-    )
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():  # LoRA's B starts at zero; make the adapter do something
-        for name, param in peft_model.named_parameters():
-            if "lora_B" in name:
-                param.copy_(0.5 * torch.randn(param.shape, generator=generator))
-    return peft_model.eval()
+    return lora_with_random_b(model, LORA_TARGETS[kind])
 
 
 @pytest.mark.parametrize("kind", TINY_KINDS)
