@@ -190,12 +190,16 @@ def instrument(trainer, recorder: StepRecorder) -> None:
 
     run_sampler = trainer._run_sampler
 
-    def counted_sampler(policy, x, reference):
+    def counted_sampler(policy, x, reference, reference_rows=None):
         with timer.section("generation_round" if timer.inside("generation_round") else "sampler"):
-            trajectory = run_sampler(policy, x, reference)
-        # A sampler calls its denoisers once per step in which some row reveals a token (the others are skipped).
+            trajectory = run_sampler(policy, x, reference, reference_rows)
+        # A sampler calls its denoisers once per step in which some row reveals a token (the others are skipped); the
+        # reference only at steps where one of its rows does (`reference_rows`: a folded generation round has none).
         active_steps = int(trajectory.step_mask.any(0).sum())
-        recorder.expected_calls += active_steps * (2 if reference is not None else 1)
+        recorder.expected_calls += active_steps
+        if reference is not None:
+            with_reference = trajectory.step_mask if reference_rows is None else trajectory.step_mask[reference_rows]
+            recorder.expected_calls += int(with_reference.any(0).sum())
         recorder.revealed += int((trajectory.positions >= 0).sum())
         return trajectory
 
