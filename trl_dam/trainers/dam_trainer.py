@@ -54,7 +54,7 @@ from trl_dam.core.all_positions import all_positions_dam_loss, all_positions_log
 from .base import DiffusionRLTrainer
 from .checkpointing import rows_from_tensor, rows_to_tensor
 from .dam_config import DAMConfig
-from .generation import ScoredCompletions, _select_rows
+from .generation import ScoredCompletions, select_trajectory_rows
 from .reward_scoring import RewardFunc
 
 logger = logging.get_logger(__name__)
@@ -330,9 +330,9 @@ class DAMTrainer(DiffusionRLTrainer):
         x = torch.cat([x_t.repeat_interleave(num, dim=0), canvas])
         reference_rows = torch.arange(len(x), device=x.device) < len(x_t) * num
         trajectory = self._sample(x, with_reference=True, group_size=num, reference_rows=reference_rows)
-        generated = _select_rows(trajectory, slice(len(x_t) * num, None), with_reference=False)
+        generated = select_trajectory_rows(trajectory, slice(len(x_t) * num, None), with_reference=False)
         self._add_round(self._score_generated(rows, prompt_ids, generated))
-        return x_t, _select_rows(trajectory, slice(0, len(x_t) * num))
+        return x_t, select_trajectory_rows(trajectory, slice(0, len(x_t) * num))
 
     def _all_positions_inputs(self, x_t: Tensor, finals: Tensor) -> dict[str, Tensor]:
         r"""The rollouts' final tokens and $b_{k,i} = \log p_{\bar u}(Z_k[i] | X_t, i)$ of the sampling model (one

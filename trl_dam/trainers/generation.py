@@ -193,7 +193,7 @@ class ScoredCompletions:
     rewards: Tensor
 
 
-def _select_rows(trajectory: Trajectory, rows: slice, with_reference: bool = True) -> Trajectory:
+def select_trajectory_rows(trajectory: Trajectory, rows: slice, with_reference: bool = True) -> Trajectory:
     """The trajectory of ``rows`` only, without the trailing steps that none of them needed (padded because other
     rows of the batch needed them); ``logp_reference`` is dropped unless ``with_reference``."""
     needed = trajectory.step_mask[rows].any(0).nonzero()
