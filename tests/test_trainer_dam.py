@@ -80,10 +80,11 @@ def test_config_defaults(tmp_path):
 # ---------------------------------------------------------------------------------------------------- acceptance
 
 
-def test_reward_rises(tmp_path, tokenizer):
+@pytest.mark.parametrize("dam_target", ["first_jump", "all_positions"])
+def test_reward_rises(tmp_path, tokenizer, dam_target):
     """Acceptance: the fraction of "a" in fresh samples rises clearly within 30 steps at a fixed seed.
 
-    Measured (seeds 0/1/2): first-5-step mean 0.046/0.071/0.058 -> last-5-step mean 0.646/0.721/0.450.
+    Measured for first_jump (seeds 0/1/2): first-5-step mean 0.046/0.071/0.058 -> last-5-step mean 0.646/0.721/0.450.
     """
     trainer = make_trainer(
         tmp_path,
@@ -92,6 +93,7 @@ def test_reward_rises(tmp_path, tokenizer):
         per_device_train_batch_size=16,
         per_device_prompts_per_generation=8,
         replay_buffer_size=16,
+        dam_target=dam_target,
     )
     trainer.train()
     rewards = history(trainer, "reward")
@@ -117,6 +119,8 @@ def test_reward_rises(tmp_path, tokenizer):
         assert history(trainer, key), key
     assert "dam/clipped_fraction" not in trainer.state.log_history[0]  # clipping is off by default
     assert history(trainer, "dam/reward_calls")[0] == 16  # K reward calls per training state
+    # K = 4 identical rows per state at the first rollout step: 3 of 4 rows saved, for policy and reference.
+    assert history(trainer, "sampling/rows_saved")[0] == 2 * 3 * 4
     assert all(0 < v <= 1 for v in history(trainer, "dam/ess_fraction"))
     kl = history(trainer, "dam/kl_estimate")
     assert kl[0] < 1e-4 < kl[-1]  # starts at the reference (exactly), then drifts away from it
